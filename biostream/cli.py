@@ -1,0 +1,189 @@
+"""The ``biostream`` command line: the composition root.
+
+Each subcommand imports what it needs inside its body, so ``biostream streams`` never loads torch or Qt.
+Bodies only parse arguments and call library code. Exit codes: 0 success, 2 bad usage or input (one line on
+stderr saying why), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+logger = logging.getLogger("biostream")
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _split_csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=what)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level",
+    default=lambda: os.environ.get("BIOSTREAM_LOG_LEVEL", "WARNING"),
+    show_default="WARNING (or $BIOSTREAM_LOG_LEVEL)",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Verbosity of the log on stderr.",
+)
+def cli(log_level: str) -> None:
+    """Biostream: live cross-modal biosignal inference over Lab Streaming Layer."""
+    _configure_logging(log_level)
+
+
+@cli.command()
+@click.option("--wait", "wait_s", default=1.0, show_default=True, type=float, help="Seconds to listen for streams.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per stream instead of a table.")
+def streams(wait_s: float, as_json: bool) -> None:
+    """List the LSL streams visible from this machine."""
+    import dataclasses
+    import json
+
+    from biostream.lsl import list_streams
+
+    found = list_streams(wait_s=wait_s)
+    if as_json:
+        for s in found:
+            click.echo(json.dumps(dataclasses.asdict(s)))
+        return
+    if not found:
+        click.echo(f"No LSL streams found within {wait_s:g} s.")
+        return
+    header = f"{'name':<28} {'type':<10} {'ch':>4} {'rate_hz':>9} {'format':<9} {'source_id':<30} host"
+    click.echo(header)
+    for s in found:
+        rate = f"{s.sfreq_hz:g}" if s.sfreq_hz > 0 else "irreg."
+        click.echo(
+            f"{s.name:<28} {s.type:<10} {s.n_channels:>4} {rate:>9} {s.channel_format:<9} {s.source_id:<30} {s.hostname}"
+        )
+
+
+@cli.command()
+@click.option(
+    "--scenario", required=True, type=click.Choice(["stress", "sleep", "gait"]), help="Latent state timeline to play."
+)
+@click.option(
+    "--modalities", default="ecg,ppg", show_default=True, help="Comma-separated: ecg, ppg, eeg, emg, resp, acc."
+)
+@click.option("--duration", "duration_s", type=float, default=None, help="Seconds to run (default: until Ctrl-C).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Subject seed (per-subject variation).")
+@click.option(
+    "--device", "devices", multiple=True, metavar="MODALITY=PROFILE",
+    help="Device profile a modality plays, e.g. eeg=isruc_psg (see devices.profiles).",
+)
+@click.option("--no-artefacts", is_flag=True, help="Clean signals: no noise bursts, wander, powerline or lead-off.")
+@click.option("--name-suffix", default="", help="Appended to stream names and source ids.")
+def simulate(
+    scenario: str,
+    modalities: str,
+    duration_s: float | None,
+    seed: int,
+    devices: tuple[str, ...],
+    no_artefacts: bool,
+    name_suffix: str,
+) -> None:
+    """Publish simulated paired physiology, one LSL outlet per modality, plus a marker stream of states."""
+    from devices.live_sim import LiveSimulation
+
+    live = LiveSimulation(
+        scenario,
+        _split_csv(modalities),
+        seed=seed,
+        devices=_parse_pairs(devices, "--device"),
+        artefacts=not no_artefacts,
+        name_suffix=name_suffix,
+    )
+    with live:
+        for line in live.describe():
+            click.echo(line)
+        click.echo("Streaming; Ctrl-C to stop." if duration_s is None else f"Streaming for {duration_s:g} s.")
+        try:
+            live.run(duration_s=duration_s, on_state=lambda t, label: click.echo(f"[{t:8.1f} s] state: {label}"))
+        except KeyboardInterrupt:
+            pass
+        click.echo(f"Pushed samples: {dict(zip(live.stream_names, live.player.samples_pushed))}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=str))
+@click.option(
+    "--format", "fmt", default="auto", show_default=True,
+    type=click.Choice(["auto", "xdf", "edf", "bdf", "csv", "wesad", "isruc"]), help="Recording format.",
+)
+@click.option("--speed", default=1.0, show_default=True, type=float, help="Playback speed factor.")
+@click.option("--loop", is_flag=True, help="Start over at the end (a 'loop <k>' marker at each boundary).")
+@click.option("--start", "start_s", default=0.0, show_default=True, type=float, help="Skip this many seconds.")
+@click.option("--duration", "duration_s", type=float, default=None, help="Stop after this many wall-clock seconds.")
+@click.option("--name-suffix", default="", help="Appended to stream names and source ids.")
+def replay(
+    path: str, fmt: str, speed: float, loop: bool, start_s: float, duration_s: float | None, name_suffix: str
+) -> None:
+    """Publish a recording's streams as LSL outlets with their original timing; labels as markers."""
+    from tqdm import tqdm
+
+    from devices.formats import read_recording
+    from devices.replay import RecordingReplay
+
+    recording = read_recording(path, format=fmt)
+    with RecordingReplay(recording, speed=speed, loop=loop, start_s=start_s, name_suffix=name_suffix) as player:
+        for s in recording.streams:
+            rate = f"{s.nominal_srate:g} Hz" if s.is_regular else "irregular"
+            click.echo(f"  {s.name + name_suffix:<30} {s.type:<10} {s.n_channels:>3} ch  {rate:<10} {s.n_samples} samples")
+        bar = tqdm(total=round(player.pass_span_s, 1), unit="s", desc="replay", file=sys.stderr, mininterval=0.5)
+
+        def progress(position_s: float, span_s: float) -> None:
+            bar.n = round(position_s, 1)
+            bar.refresh()
+
+        try:
+            replayed = player.run(duration_s=duration_s, on_progress=progress)
+        except KeyboardInterrupt:
+            replayed = player.player.elapsed_rel_s()
+        bar.close()
+        click.echo(f"Replayed {replayed:.1f} s of '{path}' ({player.passes_queued} pass(es)).")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line; map bad input to exit code 2 with a one-line reason."""
+    from devices.errors import BadInputError
+
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="biostream", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except (BadInputError, FileNotFoundError, ValueError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        click.echo(f"biostream: error: {message}", err=True)
+        logger.debug("bad input", exc_info=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except Exception as err:  # noqa: BLE001 - the last line of defence prints one line, logs the rest
+        click.echo(f"biostream: unexpected failure: {type(err).__name__}: {err}", err=True)
+        logger.error("unexpected failure", exc_info=True)
+        sys.exit(EXIT_FAILURE)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
