@@ -77,7 +77,8 @@ def streams(wait_s: float, as_json: bool) -> None:
     for s in found:
         rate = f"{s.sfreq_hz:g}" if s.sfreq_hz > 0 else "irreg."
         click.echo(
-            f"{s.name:<28} {s.type:<10} {s.n_channels:>4} {rate:>9} {s.channel_format:<9} {s.source_id:<30} {s.hostname}"
+            f"{s.name:<28} {s.type:<10} {s.n_channels:>4} {rate:>9} {s.channel_format:<9} {s.source_id:<30} "
+            f"{s.hostname}"
         )
 
 
@@ -151,7 +152,8 @@ def replay(
     with RecordingReplay(recording, speed=speed, loop=loop, start_s=start_s, name_suffix=name_suffix) as player:
         for s in recording.streams:
             rate = f"{s.nominal_srate:g} Hz" if s.is_regular else "irregular"
-            click.echo(f"  {s.name + name_suffix:<30} {s.type:<10} {s.n_channels:>3} ch  {rate:<10} {s.n_samples} samples")
+            name = s.name + name_suffix
+            click.echo(f"  {name:<30} {s.type:<10} {s.n_channels:>3} ch  {rate:<10} {s.n_samples} samples")
         bar = tqdm(total=round(player.pass_span_s, 1), unit="s", desc="replay", file=sys.stderr, mininterval=0.5)
 
         def progress(position_s: float, span_s: float) -> None:

@@ -1,0 +1,1 @@
+"""The BioX-Bridge method: foundation-model adapters, the bridge, position selection, training, export."""

@@ -80,7 +80,9 @@ class Stream:
         if data.ndim == 1:
             data = data.reshape(-1, 1)
         if data.ndim != 2:
-            raise RecordingFormatError(f"stream '{self.name}': data must be 2-D (n_samples, n_channels), got {data.shape}")
+            raise RecordingFormatError(
+                f"stream '{self.name}': data must be 2-D (n_samples, n_channels), got {data.shape}"
+            )
         self.data = data
         n_channels = data.shape[1]
         if len(self.timestamps) != data.shape[0]:

@@ -1,8 +1,8 @@
 """Replay a :class:`~devices.recording.Recording` as live LSL streams with its original timing.
 
 Every stream (regular, irregular and marker streams alike) becomes one outlet. Times are taken relative to the
-recording's earliest sample, so offsets between streams are kept. An extra marker stream, ``"<name> events"``,
-announces ``start``, ``loop <k>`` at each loop boundary and ``end``.
+recording's earliest sample, so offsets between streams are kept. An extra marker stream,
+``"<file stem> replay events"``, announces ``start``, ``loop <k>`` at each loop boundary and ``end``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -75,11 +76,14 @@ class RecordingReplay:
         self.pass_span_s = recording.t_end - self._t_origin + sample_period_s
         self._streams = streams
         self._outlets = [
-            self.player.add_outlet(s, name=s.name + name_suffix, source_id=_stable_source_id(recording, s) + name_suffix)
+            self.player.add_outlet(
+                s, name=s.name + name_suffix, source_id=_stable_source_id(recording, s) + name_suffix
+            )
             for s in streams
         ]
+        self.events_name = f"{Path(str(source)).stem} replay events{name_suffix}"
         events = Stream(
-            name=f"{streams[0].name.split(' ')[0]} replay events{name_suffix}",
+            name=self.events_name,
             type="Markers",
             data=np.zeros((0, 1), dtype=object),
             timestamps=np.zeros(0),

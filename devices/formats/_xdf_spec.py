@@ -1,0 +1,178 @@
+"""Facts of the XDF 1.0 container format shared by our writer and reader (https://github.com/sccn/xdf).
+
+A file is the magic ``b"XDF:"`` followed by chunks. Each chunk is::
+
+    [NumLengthBytes: 1, 4 or 8 (1 byte)] [Length (that many bytes, little-endian)] [Tag (uint16)] [Content]
+
+where ``Length`` counts the tag and the content. Tags: 1 FileHeader (XML), 2 StreamHeader (uint32 stream id +
+XML), 3 Samples (stream id + samples), 4 ClockOffset (stream id + collection time + offset, two doubles),
+5 Boundary (a fixed 16-byte UUID that lets a reader resynchronise), 6 StreamFooter (stream id + XML).
+All numbers are little-endian. Header and footer XML is built by :func:`info_xml` and :func:`element_xml`.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+from xml.sax.saxutils import escape
+
+from devices.errors import BadInputError
+
+MAGIC = b"XDF:"
+
+TAG_FILE_HEADER = 1
+TAG_STREAM_HEADER = 2
+TAG_SAMPLES = 3
+TAG_CLOCK_OFFSET = 4
+TAG_BOUNDARY = 5
+TAG_STREAM_FOOTER = 6
+TAGS = {
+    TAG_FILE_HEADER: "FileHeader",
+    TAG_STREAM_HEADER: "StreamHeader",
+    TAG_SAMPLES: "Samples",
+    TAG_CLOCK_OFFSET: "ClockOffset",
+    TAG_BOUNDARY: "Boundary",
+    TAG_STREAM_FOOTER: "StreamFooter",
+}
+
+_XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+#: The Boundary chunk's content (a UUID fixed by the specification).
+BOUNDARY_UUID = bytes.fromhex("43A546DCCBF5410FB30ED5467383CBE4")
+
+#: Little-endian sample value types by channel format.
+VALUE_DTYPES = {
+    "float32": "<f4",
+    "double64": "<f8",
+    "int8": "<i1",
+    "int16": "<i2",
+    "int32": "<i4",
+    "int64": "<i8",
+}
+
+
+def encode_varlen(value: int) -> bytes:
+    """Encode a non-negative integer as XDF's variable-length integer (a width byte 1/4/8, then the value)."""
+    if value < 0:
+        raise ValueError(f"XDF lengths are non-negative, got {value}")
+    if value < 1 << 8:
+        return bytes((1, value))
+    if value < 1 << 32:
+        return b"\x04" + struct.pack("<I", value)
+    return b"\x08" + struct.pack("<Q", value)
+
+
+def encode_chunk(tag: int, content: bytes) -> bytes:
+    """Return a whole chunk: length field, tag and ``content`` (which includes the stream id, if any)."""
+    body = struct.pack("<H", tag) + content
+    return encode_varlen(len(body)) + body
+
+
+@dataclass(frozen=True)
+class ChunkScan:
+    """Where the complete chunks of an XDF file end.
+
+    Attributes
+    ----------
+    complete_bytes : int
+        Offset just past the last complete chunk (the file may be cut here and lose nothing complete).
+    file_bytes : int
+        The file's size.
+    n_chunks : int
+        Number of complete chunks.
+    has_file_header : bool
+        Whether a complete FileHeader chunk was found.
+    problem : str
+        Empty when the file ends exactly after a chunk; otherwise what was found at ``complete_bytes``.
+    tag_counts : dict of int to int
+        Number of complete chunks per tag.
+    """
+
+    complete_bytes: int
+    file_bytes: int
+    n_chunks: int
+    has_file_header: bool
+    problem: str
+    tag_counts: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> bool:
+        """True when bytes after the last complete chunk were ignored."""
+        return self.complete_bytes < self.file_bytes
+
+
+def scan_chunks(f: BinaryIO, file_bytes: int) -> ChunkScan:
+    """Walk the chunk lengths of an open XDF file (positioned after the magic) without reading the contents.
+
+    Parameters
+    ----------
+    f : binary file
+        Positioned just after the 4 magic bytes.
+    file_bytes : int
+        Size of the file in bytes.
+    """
+    offset = len(MAGIC)
+    n_chunks = 0
+    has_header = False
+    problem = ""
+    tag_counts: dict[int, int] = {}
+    while offset < file_bytes:
+        f.seek(offset)
+        width = f.read(1)
+        if width[0] not in (1, 4, 8):
+            problem = f"invalid chunk length width {width[0]} at byte {offset}"
+            break
+        raw = f.read(width[0])
+        if len(raw) < width[0]:
+            problem = f"chunk length cut off at byte {offset}"
+            break
+        length = int.from_bytes(raw, "little")
+        start = offset + 1 + width[0]
+        tag_raw = f.read(2)
+        if len(tag_raw) < 2:
+            problem = f"chunk tag cut off at byte {offset}"
+            break
+        tag = struct.unpack("<H", tag_raw)[0]
+        if tag not in TAGS or length < 2:
+            problem = f"invalid chunk (tag {tag}, length {length}) at byte {offset}"
+            break
+        end = start + length
+        if end > file_bytes:
+            problem = f"{TAGS[tag]} chunk at byte {offset} needs {end - file_bytes} more bytes"
+            break
+        has_header = has_header or tag == TAG_FILE_HEADER
+        n_chunks += 1
+        tag_counts[tag] = tag_counts.get(tag, 0) + 1
+        offset = end
+    return ChunkScan(offset, file_bytes, n_chunks, has_header, problem, tag_counts)
+
+
+def info_xml(fields: dict[str, str], tail: str = "") -> str:
+    """Return ``<?xml ...?><info>`` with one text element per field, then the raw XML ``tail``."""
+    body = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields.items())
+    return f'<?xml version="1.0"?><info>{body}{tail}</info>'
+
+
+def element_xml(tag: str, value: Any) -> str:
+    """Serialise ``value`` as XML: str → text, dict → child elements, list → repeated ``tag`` elements."""
+    check_xml_name(tag, f"desc element {tag!r}")
+    if isinstance(value, list):
+        return "".join(element_xml(tag, item) for item in value)
+    if isinstance(value, dict):
+        return f"<{tag}>{''.join(element_xml(k, v) for k, v in value.items())}</{tag}>"
+    if value is None:
+        return f"<{tag}/>"
+    return f"<{tag}>{escape(str(value))}</{tag}>"
+
+
+def check_xml_name(name: str, what: str) -> None:
+    """Raise :class:`~devices.errors.BadInputError` unless ``name`` can be an XML element name."""
+    if not is_xml_name(name):
+        raise BadInputError(f"XDF {what} is not a valid XML element name")
+
+
+def is_xml_name(name: str) -> bool:
+    """Return True when ``name`` is a safe XML element name (letters, digits, ``_.-``; not ``xml...``)."""
+    return bool(_XML_NAME.match(name)) and not name.lower().startswith("xml")

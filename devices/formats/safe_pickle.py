@@ -1,0 +1,97 @@
+"""Load untrusted pickles that should hold only numpy arrays inside builtin containers.
+
+A pickle can name any importable callable and have it called while loading (``os.system`` included). The
+:class:`RestrictedUnpickler` resolves only an allow-list of globals: the ones numpy arrays and scalars need
+to be rebuilt, whether written by Python 2 / numpy 1 (``numpy.core.multiarray``) or numpy 2
+(``numpy._core.multiarray``), plus ``_codecs.encode``, which protocol 0-2 pickles written by Python 3 use to
+carry ``bytes``. Anything else raises :class:`~devices.errors.UnsafePickleError` before it is imported or
+called. Dicts, lists, tuples, strings and numbers need no globals at all.
+"""
+
+from __future__ import annotations
+
+import codecs
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devices.errors import RecordingFormatError, UnsafePickleError
+
+try:
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
+except ImportError:  # numpy < 2 has only the old names
+    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
+
+#: (module, name) → object, for every global a pickled numpy array/scalar may reference.
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+}
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    ALLOWED_GLOBALS[(_module, "_reconstruct")] = _multiarray._reconstruct
+    ALLOWED_GLOBALS[(_module, "scalar")] = _multiarray.scalar
+for _module in ("numpy.core.numeric", "numpy._core.numeric"):
+    ALLOWED_GLOBALS[(_module, "_frombuffer")] = _numeric._frombuffer
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that refuses every global outside :data:`ALLOWED_GLOBALS`.
+
+    Parameters
+    ----------
+    file : binary file
+        The pickle stream.
+    source : str
+        What to call the pickle in error messages (usually its path).
+    encoding : str
+        How to decode Python 2 ``str`` objects; ``"latin1"`` keeps numpy's byte buffers intact.
+    """
+
+    def __init__(self, file: Any, source: str, encoding: str = "latin1") -> None:
+        super().__init__(file, encoding=encoding)
+        self._source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Return an allowed global; raise :class:`UnsafePickleError` for anything else (never imported)."""
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"'{self._source}' was refused: the pickle asks for {module}.{name}, which is not a numpy "
+                "array or builtin (only numpy arrays in dicts/lists are accepted)"
+            ) from None
+
+
+def load_untrusted_pickle(path: str | Path, encoding: str = "latin1") -> Any:
+    """Load a pickle file with :class:`RestrictedUnpickler`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The pickle file.
+    encoding : str
+        Decoding of Python 2 strings (``"latin1"`` for numpy data written by Python 2, as WESAD's).
+
+    Raises
+    ------
+    UnsafePickleError
+        The pickle references a global outside the allow-list (nothing was executed).
+    RecordingFormatError
+        The file is truncated or not a pickle.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            return RestrictedUnpickler(f, str(path), encoding=encoding).load()
+        except UnsafePickleError:
+            raise
+        except EOFError:
+            raise RecordingFormatError(f"'{path}' is truncated: the pickle ends before its STOP opcode") from None
+        except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise RecordingFormatError(f"'{path}' is not a readable pickle: {message}") from None
