@@ -1,0 +1,590 @@
+"""``StreamReader``: one LSL inlet pulled into a preallocated numpy buffer.
+
+It adds clock correction, dejittering, gap/jump detection and recovery when the outlet comes back.
+
+Design choices
+--------------
+* **Numeric pulls go straight into a preallocated buffer** (``pull_chunk(dest_obj=buf)``); pylsl's list path
+  builds a Python float per value and is an order of magnitude slower. :attr:`Chunk.data` is a *copy* of the
+  filled rows (the buffer is reused by the next pull, so a view would be overwritten under the consumer).
+  String (marker) streams use pylsl's list path and give an object array of ``str``.
+* **Clock correction and dejittering are done here, not by liblsl's processing flags**, so that a chunk carries
+  the raw values too (``timestamps - clock_offset_s`` is the source clock) and so that gaps and clock jumps are
+  detected and reported instead of being smoothed over by ``proc_dejitter``. The offset comes from
+  ``inlet.time_correction()``, refreshed every ``clock_refresh_s``; see :mod:`biostream.lsl.dejitter`.
+* **Recovery is ours, not liblsl's** (the inlet is opened with ``recover=False``). liblsl's silent recovery
+  gives the consumer no disconnect/reconnect events and reattaches to whatever outlet has the same source id,
+  even one whose channel count changed. Here a lost stream raises ``LostError``, the reader records a
+  :class:`~biostream.lsl.events.DisconnectEvent`, and every later :meth:`StreamReader.pull` polls a
+  ``ContinuousResolver`` for the same source id (non-blocking). When it reappears, its layout is checked (a
+  change raises :class:`devices.errors.StreamMismatchError`) and a new inlet opens: measured here, the reader
+  resumes about 0.8 s after the outlet is recreated (liblsl's own recovery takes about as long).
+
+Not thread-safe: one consumer calls :meth:`~StreamReader.pull`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+import pylsl
+from pylsl.util import LostError
+from pylsl.util import TimeoutError as LSLTimeoutError
+
+from biostream.lsl.dejitter import Dejitterer
+from biostream.lsl.discovery import StreamDescription, build_predicate, resolve_selector
+from biostream.lsl.events import DisconnectEvent, GapEvent, ReconnectEvent, StreamEvent
+from devices._checks import check_type, ensure_positive
+from devices.errors import BadInputError, StreamMismatchError
+from devices.lsl_meta import channels_from_info
+
+logger = logging.getLogger(__name__)
+
+# Seconds of data the preallocated buffer holds at first; it doubles (up to _MAX_BUFFER_S) when a pull fills it.
+_BUFFER_S = 1.0
+_MIN_BUFFER_SAMPLES = 1024
+_MAX_BUFFER_S = 60.0
+# Events kept in StreamReader.events.
+_EVENT_HISTORY = 1000
+# Timeout of the blocking calls made while reattaching to a stream that the resolver already sees, in s.
+_REATTACH_TIMEOUT_S = 1.0
+
+
+class ReaderState(enum.Enum):
+    """Connection state of a :class:`StreamReader`."""
+
+    IDLE = "idle"  #: built, connect() not called yet
+    CONNECTED = "connected"  #: inlet open; pull() returns samples
+    RECONNECTING = "reconnecting"  #: the outlet went away; pull() keeps looking for it
+    FAILED = "failed"  #: the stream came back changed (StreamMismatchError); pull() raises it
+    CLOSED = "closed"  #: close() was called
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Samples from one :meth:`StreamReader.pull`, plus the events since the previous chunk.
+
+    Attributes
+    ----------
+    data : ndarray, shape (n_samples, n_channels)
+        Sample values in the stream's own dtype (float32, float64, int8/16/32/64; ``object`` of ``str`` for
+        string streams). A copy: the reader's buffer is reused.
+    timestamps : ndarray, shape (n_samples,)
+        Capture times in s in the *local* LSL clock (``pylsl.local_clock()``): the source's timestamps plus
+        ``clock_offset_s``. Not dejittered.
+    dejittered_timestamps : ndarray, shape (n_samples,)
+        For regular streams, the fitted timestamps (spaced exactly 1 / effective rate within a chunk); for
+        irregular streams, equal to ``timestamps``. Use these for windowing.
+    clock_offset_s : float
+        The time correction added to the source's timestamps, in s.
+    events : tuple
+        Gap, jump, disconnect and reconnect events since the previous chunk (see :mod:`biostream.lsl.events`).
+    n_nonfinite : int
+        Samples (rows) holding NaN or ±Inf; they are passed through unchanged.
+    """
+
+    data: np.ndarray
+    timestamps: np.ndarray
+    dejittered_timestamps: np.ndarray
+    clock_offset_s: float
+    events: tuple[StreamEvent, ...] = ()
+    n_nonfinite: int = 0
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples in the chunk (may be 0 when the chunk only carries events)."""
+        return int(self.timestamps.shape[0])
+
+
+@dataclass(frozen=True)
+class ReaderStats:
+    """Counters of a :class:`StreamReader` (a snapshot; see :attr:`StreamReader.stats`).
+
+    Attributes
+    ----------
+    state : str
+        :class:`ReaderState` value.
+    samples_received : int
+        Samples pulled since :meth:`StreamReader.connect`.
+    effective_rate_hz : float
+        Measured rate in Hz (nominal until measured, see ``rate_measured``; mean rate for irregular streams).
+    rate_measured : bool
+        Whether ``effective_rate_hz`` is measured rather than nominal.
+    jitter_s : float
+        RMS deviation of raw timestamps from the dejitter fit, in s.
+    clock_offset_s : float
+        Current time correction, in s.
+    n_gaps, n_missing : int
+        Gaps found and samples estimated missing in them (including across reconnections).
+    n_jumps, n_disconnects, n_reconnects : int
+        Clock jumps, losses of the outlet, and resumptions.
+    n_nonfinite : int
+        Samples holding NaN or ±Inf.
+    last_timestamp_s : float
+        Local-clock timestamp of the last sample (NaN before the first), in s.
+    """
+
+    state: str
+    samples_received: int
+    effective_rate_hz: float
+    rate_measured: bool
+    jitter_s: float
+    clock_offset_s: float
+    n_gaps: int
+    n_missing: int
+    n_jumps: int
+    n_disconnects: int
+    n_reconnects: int
+    n_nonfinite: int
+    last_timestamp_s: float
+
+
+class StreamReader:
+    """Pull one LSL stream: numpy chunks with local-clock and dejittered timestamps, events, and recovery.
+
+    Parameters
+    ----------
+    source : str, dict or pylsl.StreamInfo
+        A selector (``"name=Polar H10 ECG"``, ``{"type": "ECG"}``; see
+        :func:`biostream.lsl.discovery.parse_selector`) resolved at :meth:`connect`, or an already resolved info.
+    require_regular : bool
+        Refuse (:class:`~devices.errors.StreamMismatchError`) a string or irregular-rate stream at connect.
+    reconnect : bool
+        When the outlet disappears, keep looking for a stream with the same source id and resume (default).
+        If False the reader stays in ``RECONNECTING`` after the loss without looking.
+    max_buflen_s : float
+        Data liblsl keeps queued for this inlet when it is not pulled, in s.
+    clock_refresh_s : float
+        How often the clock offset is re-read from liblsl, in s.
+    dejitter_halftime_s, gap_factor, jump_min_s : float
+        See :class:`biostream.lsl.dejitter.Dejitterer`.
+
+    Examples
+    --------
+    >>> with StreamReader("type=ECG", require_regular=True).connect(timeout_s=5.0) as reader:  # doctest: +SKIP
+    ...     chunk = reader.pull()
+    """
+
+    def __init__(
+        self,
+        source: str | Mapping[str, str] | pylsl.StreamInfo,
+        *,
+        require_regular: bool = False,
+        reconnect: bool = True,
+        max_buflen_s: float = 360.0,
+        clock_refresh_s: float = 5.0,
+        dejitter_halftime_s: float = 30.0,
+        gap_factor: float = 1.5,
+        jump_min_s: float = 1.0,
+    ) -> None:
+        check_type(source, (str, Mapping, pylsl.StreamInfo), "source")
+        self._source = source
+        self.require_regular = bool(require_regular)
+        self.reconnect = bool(reconnect)
+        self.max_buflen_s = ensure_positive(max_buflen_s, "max_buflen_s")
+        self.clock_refresh_s = ensure_positive(clock_refresh_s, "clock_refresh_s")
+        self._dejitter_kwargs = {
+            "halftime_s": ensure_positive(dejitter_halftime_s, "dejitter_halftime_s"),
+            "gap_factor": ensure_positive(gap_factor, "gap_factor"),
+            "jump_min_s": ensure_positive(jump_min_s, "jump_min_s"),
+        }
+        self.events: deque[StreamEvent] = deque(maxlen=_EVENT_HISTORY)
+        self._state = ReaderState.IDLE
+        self._inlet: pylsl.StreamInlet | None = None
+        self._info: pylsl.StreamInfo | None = None
+        self._description: StreamDescription | None = None
+        self._channels: tuple[list[str], list[str], list[str]] = ([], [], [])
+        self._error: StreamMismatchError | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        """Clear every counter and per-connection state (before a fresh connect())."""
+        self._pending: list[StreamEvent] = []
+        self._resolver: pylsl.ContinuousResolver | None = None
+        self._disconnected_at_s = math.nan
+        self._last_ts_before_loss = math.nan
+        self._period_before_loss = math.nan
+        self._clock_offset_s = 0.0
+        self._clock_read_at_s = -math.inf
+        self._samples = 0
+        self._n_gaps = self._n_missing = self._n_jumps = 0
+        self._n_disconnects = self._n_reconnects = self._n_nonfinite = 0
+        self._last_ts = math.nan
+        self._buffer: np.ndarray | None = None
+        self._dejitter: Dejitterer | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def connect(self, timeout_s: float = 5.0) -> StreamReader:
+        """Resolve the stream (if given a selector), open the inlet and read its full description.
+
+        Parameters
+        ----------
+        timeout_s : float
+            Limit for resolving and for each of opening the stream and reading its info, in s.
+
+        Returns
+        -------
+        self : StreamReader
+
+        Raises
+        ------
+        BadInputError
+            No stream or several match the selector, or the outlet vanished while opening.
+        StreamMismatchError
+            ``require_regular`` and the stream is a string or irregular stream.
+        """
+        timeout_s = ensure_positive(timeout_s, "timeout_s")
+        if self._state in (ReaderState.CONNECTED, ReaderState.RECONNECTING):
+            self._drop_inlet()
+        self._reset()
+        self.events.clear()
+        self._error = None
+        info = self._source if isinstance(self._source, pylsl.StreamInfo) else resolve_selector(self._source, timeout_s)
+        desc = StreamDescription.from_info(info)
+        if self.require_regular and (not desc.is_regular or not desc.is_numeric):
+            raise StreamMismatchError(
+                f"stream {desc.summary()} is {'a string' if not desc.is_numeric else 'an irregular'} stream; "
+                "a regular numeric stream is required"
+            )
+        try:
+            self._open(info, timeout_s)
+        except (LostError, LSLTimeoutError) as err:
+            raise BadInputError(f"stream {desc.summary()} could not be opened within {timeout_s:g} s: {err}") from None
+        self._state = ReaderState.CONNECTED
+        logger.info("Connected to %s", self._description.summary())
+        return self
+
+    def _open(self, info: pylsl.StreamInfo, timeout_s: float) -> None:
+        """Open an inlet on ``info``, read the full info and the clock offset, size the buffer."""
+        inlet = pylsl.StreamInlet(info, max_buflen=max(1, round(self.max_buflen_s)), recover=False)
+        full = inlet.info(timeout=timeout_s)
+        inlet.open_stream(timeout=timeout_s)
+        self._inlet = inlet
+        self._info = full
+        self._description = StreamDescription.from_info(full)
+        self._channels = channels_from_info(full)
+        self._refresh_clock(timeout_s)
+        rate = self._description.sfreq_hz
+        self._dejitter = Dejitterer(rate, label=self._description.name, **self._dejitter_kwargs)
+        if self._description.is_numeric:
+            n = max(_MIN_BUFFER_SAMPLES, math.ceil(_BUFFER_S * rate))
+            self._buffer = np.empty((n, self._description.n_channels), dtype=inlet.np_dtype)
+
+    def close(self) -> None:
+        """Close the inlet (idempotent). The reader can be connected again."""
+        self._drop_inlet()
+        self._state = ReaderState.CLOSED
+
+    def _drop_inlet(self) -> None:
+        if self._inlet is not None:
+            try:
+                self._inlet.close_stream()
+            except Exception:  # noqa: BLE001 - the outlet may already be gone; closing must not fail
+                logger.debug("close_stream failed", exc_info=True)
+        self._inlet = None
+        self._resolver = None
+
+    def __enter__(self) -> StreamReader:
+        if self._state not in (ReaderState.CONNECTED, ReaderState.RECONNECTING):
+            self.connect()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        what = self._description.summary() if self._description else repr(self._source)
+        return f"<StreamReader {what} {self._state.value}>"
+
+    def _check_connected(self, name: str) -> None:
+        if self._state in (ReaderState.IDLE, ReaderState.CLOSED):
+            raise RuntimeError(
+                f"StreamReader is {self._state.value}: call connect() before {name}"
+                " (e.g. reader = StreamReader('type=ECG').connect())."
+            )
+
+    # ---------------------------------------------------------------- pulling
+    def pull(self) -> Chunk | None:
+        """Take every sample available now, without blocking.
+
+        Returns
+        -------
+        chunk : Chunk or None
+            The samples and the events since the last chunk; a chunk with 0 samples when only events happened
+            (e.g. a disconnection); None when nothing happened.
+
+        Raises
+        ------
+        RuntimeError
+            connect() was not called (or close() was).
+        StreamMismatchError
+            The stream came back with another channel count, rate or format (raised again on every later pull).
+        """
+        self._check_connected("pull()")
+        if self._state is ReaderState.FAILED:
+            raise self._error
+        if self._state is ReaderState.RECONNECTING:
+            self._try_reattach()
+            if self._state is not ReaderState.CONNECTED:
+                return self._flush_events()
+        try:
+            return self._pull_connected()
+        except LostError:
+            self._on_lost()
+            return self._flush_events()
+
+    def _pull_connected(self) -> Chunk | None:
+        inlet = self._inlet
+        wall_s = pylsl.local_clock()
+        if wall_s - self._clock_read_at_s >= self.clock_refresh_s:
+            self._refresh_clock(0.0)
+        buf = self._buffer
+        if buf is not None:
+            _, ts = inlet.pull_chunk(timeout=0.0, max_samples=buf.shape[0], dest_obj=buf)
+            n = len(ts)
+            if n == buf.shape[0]:
+                self._grow_buffer()
+            data = buf[:n].copy()
+        else:
+            values, ts = inlet.pull_chunk(timeout=0.0, max_samples=_MIN_BUFFER_SAMPLES)
+            n = len(ts)
+            data = np.empty((n, self._description.n_channels), dtype=object)
+            if n:
+                data[:] = values
+        if n == 0:
+            return self._flush_events()
+        timestamps = np.asarray(ts, dtype=np.float64) + self._clock_offset_s
+        update = self._dejitter.update(timestamps, wall_s)
+        events = update.events
+        if not math.isnan(self._last_ts_before_loss):
+            events.insert(0, self._reconnect_gap(float(timestamps[0])))
+        for event in events:
+            if isinstance(event, GapEvent):
+                self._n_gaps += 1
+                self._n_missing += event.n_missing
+            else:
+                self._n_jumps += 1
+        n_bad = 0
+        if data.dtype.kind == "f":
+            n_bad = n - int(np.isfinite(data).all(axis=1).sum())
+            self._n_nonfinite += n_bad
+        self._samples += n
+        self._last_ts = float(timestamps[-1])
+        self._pending.extend(events)
+        self.events.extend(events)
+        pending, self._pending = tuple(self._pending), []
+        return Chunk(data, timestamps, update.dejittered, self._clock_offset_s, pending, n_bad)
+
+    def _grow_buffer(self) -> None:
+        """A pull filled the buffer, so more was waiting: double it (bounded) so the backlog drains faster."""
+        rows, n_channels = self._buffer.shape
+        limit = max(_MIN_BUFFER_SAMPLES, math.ceil(_MAX_BUFFER_S * self._description.sfreq_hz))
+        if rows < limit:
+            self._buffer = np.empty((min(2 * rows, limit), n_channels), dtype=self._buffer.dtype)
+
+    def _refresh_clock(self, timeout_s: float) -> None:
+        # The first estimate takes a few ms; later calls return liblsl's background estimate at once.
+        try:
+            self._clock_offset_s = float(self._inlet.time_correction(timeout=max(timeout_s, 0.1)))
+        except LSLTimeoutError:
+            logger.debug("time_correction timed out for %s; keeping %.6f s", self.name, self._clock_offset_s)
+        self._clock_read_at_s = pylsl.local_clock()
+
+    def _flush_events(self) -> Chunk | None:
+        if not self._pending:
+            return None
+        n_ch = self._description.n_channels
+        dtype = self._buffer.dtype if self._buffer is not None else object
+        pending, self._pending = tuple(self._pending), []
+        empty = np.empty(0)
+        return Chunk(np.empty((0, n_ch), dtype=dtype), empty, empty.copy(), self._clock_offset_s, pending, 0)
+
+    def _emit(self, event: StreamEvent) -> None:
+        self._pending.append(event)
+        self.events.append(event)
+
+    # ---------------------------------------------------------------- recovery
+    def _on_lost(self) -> None:
+        now = pylsl.local_clock()
+        self._last_ts_before_loss = self._last_ts
+        self._period_before_loss = self._dejitter.period_s if self._dejitter.regular else math.nan
+        self._disconnected_at_s = now
+        self._n_disconnects += 1
+        self._drop_inlet()
+        self._state = ReaderState.RECONNECTING
+        event = DisconnectEvent(self.name, now, self._last_ts)
+        logger.warning("%s", event.describe())
+        self._emit(event)
+        if self.reconnect:
+            self._resolver = self._make_resolver()
+
+    def _make_resolver(self) -> pylsl.ContinuousResolver | None:
+        desc = self._description
+        if desc.source_id:
+            return pylsl.ContinuousResolver(prop="source_id", value=desc.source_id)
+        # No source id: the best identity left is name + type + host.
+        try:
+            pred = build_predicate(desc.name, desc.type) + f" and hostname='{desc.hostname}'"
+        except BadInputError:
+            logger.warning("stream '%s' has no source_id and an unquotable name; it cannot be recovered", desc.name)
+            return None
+        return pylsl.ContinuousResolver(pred=pred)
+
+    def _try_reattach(self) -> None:
+        if self._resolver is None:
+            return
+        candidates = self._resolver.results()
+        if not candidates:
+            return
+        info = candidates[0]
+        old, new = self._description, StreamDescription.from_info(info)
+        changes = [
+            f"{what} {a} -> {b}"
+            for what, a, b in (
+                ("channels", old.n_channels, new.n_channels),
+                ("rate", f"{old.sfreq_hz:g} Hz", f"{new.sfreq_hz:g} Hz"),
+                ("format", old.channel_format, new.channel_format),
+            )
+            if a != b
+        ]
+        if changes:
+            self._error = StreamMismatchError(
+                f"stream '{old.name}' (source_id '{old.source_id}') came back changed: {', '.join(changes)}"
+            )
+            self._state = ReaderState.FAILED
+            self._resolver = None
+            logger.error("%s", self._error)
+            raise self._error
+        try:
+            self._open(info, _REATTACH_TIMEOUT_S)
+        except (LostError, LSLTimeoutError):
+            logger.debug("stream '%s' seen but not reachable yet; will retry", old.name)
+            self._inlet = None
+            return
+        self._resolver = None
+        self._state = ReaderState.CONNECTED
+        self._n_reconnects += 1
+        event = ReconnectEvent(self.name, self._disconnected_at_s, pylsl.local_clock())
+        logger.warning("%s", event.describe())
+        self._emit(event)
+
+    def _reconnect_gap(self, first_ts: float) -> GapEvent:
+        """The gap between the last sample before a loss and the first one after the reconnection."""
+        before, period = self._last_ts_before_loss, self._period_before_loss
+        self._last_ts_before_loss = math.nan
+        if math.isnan(period):  # irregular: no sample grid, report the silence
+            return GapEvent(self.name, before, first_ts - before, 0, after_reconnect=True)
+        step = first_ts - before
+        return GapEvent(self.name, before + period, step - period, max(0, round(step / period) - 1), True)
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def state(self) -> ReaderState:
+        """Connection state."""
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        """True while an inlet is open and delivering."""
+        return self._state is ReaderState.CONNECTED
+
+    @property
+    def error(self) -> StreamMismatchError | None:
+        """The mismatch that put the reader in ``FAILED`` (None otherwise)."""
+        return self._error
+
+    @property
+    def info(self) -> pylsl.StreamInfo:
+        """Full stream info of the current inlet, with the description (``desc``)."""
+        self._check_connected("info")
+        return self._info
+
+    @property
+    def description(self) -> StreamDescription:
+        """Name, type, channel count, nominal rate, format, source id, host and uid of the stream."""
+        self._check_connected("description")
+        return self._description
+
+    @property
+    def name(self) -> str:
+        """Stream name ('' before connect())."""
+        return self._description.name if self._description else ""
+
+    @property
+    def n_channels(self) -> int:
+        """Channels per sample."""
+        return self.description.n_channels
+
+    @property
+    def sfreq_hz(self) -> float:
+        """Nominal rate in Hz (0 for irregular streams)."""
+        return self.description.sfreq_hz
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of :attr:`Chunk.data` (``object`` for string streams)."""
+        self._check_connected("dtype")
+        return self._buffer.dtype if self._buffer is not None else np.dtype(object)
+
+    @property
+    def channel_labels(self) -> list[str]:
+        """Channel labels from the stream's description (``ch1``… where it has none)."""
+        self._check_connected("channel_labels")
+        return list(self._channels[0])
+
+    @property
+    def channel_units(self) -> list[str]:
+        """Channel units from the stream's description ('' where it has none)."""
+        self._check_connected("channel_units")
+        return list(self._channels[1])
+
+    @property
+    def channel_types(self) -> list[str]:
+        """Channel types from the stream's description (the stream type where it has none)."""
+        self._check_connected("channel_types")
+        return list(self._channels[2])
+
+    @property
+    def effective_rate_hz(self) -> float:
+        """Measured rate in Hz (nominal until about 1 s of data; mean rate for irregular streams)."""
+        self._check_connected("effective_rate_hz")
+        return self._dejitter.rate_hz
+
+    @property
+    def samples_received(self) -> int:
+        """Samples pulled since connect()."""
+        return self._samples
+
+    @property
+    def clock_offset_s(self) -> float:
+        """Current time correction added to the source's timestamps, in s."""
+        return self._clock_offset_s
+
+    @property
+    def stats(self) -> ReaderStats:
+        """A snapshot of the counters."""
+        dj = self._dejitter
+        return ReaderStats(
+            state=self._state.value,
+            samples_received=self._samples,
+            effective_rate_hz=dj.rate_hz if dj else math.nan,
+            rate_measured=bool(dj and (dj.measured or not dj.regular)),
+            jitter_s=dj.jitter_s if dj else math.nan,
+            clock_offset_s=self._clock_offset_s,
+            n_gaps=self._n_gaps,
+            n_missing=self._n_missing,
+            n_jumps=self._n_jumps,
+            n_disconnects=self._n_disconnects,
+            n_reconnects=self._n_reconnects,
+            n_nonfinite=self._n_nonfinite,
+            last_timestamp_s=self._last_ts,
+        )
