@@ -1,13 +1,16 @@
 """Paired windows: the one in-memory data set every step of the method takes.
 
 Each item is a pair of windows recorded at the same time, one per modality, already at each FM's input rate and
-length (resampled and preprocessed per the FM's input spec), plus the label in force over the window (-1 when
+length (resampled, but raw: band-pass, normalisation and scaling are a torch module inside the model, so the
+exported graph takes the same raw window the runtime has), plus the label in force over the window (-1 when
 unknown) and the subject it came from. Splits are subject-wise.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +105,9 @@ class PairedWindows:
             "old_sfreq_hz": self.old_sfreq_hz, "new_sfreq_hz": self.new_sfreq_hz, "old_channels": self.old_channels,
             "new_channels": self.new_channels, "info": self.info,
         }
-        tmp = path.with_name(path.name + ".tmp.npz")
+        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         np.savez(
             tmp, old=self.old, new=self.new, labels=self.labels, subjects=self.subjects.astype(str),
             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
