@@ -168,6 +168,26 @@ def replay(
         click.echo(f"Replayed {replayed:.1f} s of '{path}' ({player.passes_queued} pass(es)).")
 
 
+@cli.command()
+@click.argument("bundle")
+def info(bundle: str) -> None:
+    """Print and validate a bridge bundle (a path, or 'demo' for the shipped one)."""
+    from bridges.bundle import bundle_summary, read_bundle
+
+    for line in bundle_summary(read_bundle(bundle)):
+        click.echo(line)
+
+
+def _add_bridge_group() -> None:
+    # bridges.cli imports only click at module level; torch loads inside each step.
+    from bridges.cli import bridge
+
+    cli.add_command(bridge)
+
+
+_add_bridge_group()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; map bad input to exit code 2 with a one-line reason."""
     from devices.errors import BadInputError

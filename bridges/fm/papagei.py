@@ -97,7 +97,7 @@ class PapageiConfig:
 
 def _same_padding(length: int, kernel_size: int, stride: int) -> tuple[int, int]:
     """``(left, right)`` zero padding giving ``ceil(length / stride)`` outputs (TensorFlow-style SAME)."""
-    n_out = -(-length // stride)
+    n_out = (length + stride - 1) // stride  # ceil; written so that TorchScript-era ONNX export keeps it exact
     total = max(0, (n_out - 1) * stride + kernel_size - length)
     return total // 2, total - total // 2
 

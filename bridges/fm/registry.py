@@ -1,0 +1,153 @@
+"""Build foundation models by name from a config section: random weights at a named size, or a checkpoint.
+
+Checkpoints are either the published file (loaded by the adapter's ``from_pretrained``) or a ``.safetensors`` of
+one of our adapters' own ``state_dict`` (what self-supervised pretraining and unfrozen fine-tuning save).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from bridges.fm.base import FoundationModel
+from bridges.fm.checkpoints import check_state_keys, file_sha256, load_safetensors
+from bridges.fm.hubert_ecg import HubertECG, tiny_config
+from bridges.fm.labram import ISRUC_CHANNELS, Labram, LabramConfig
+from bridges.fm.papagei import Papagei, PapageiConfig
+from devices._checks import check_value
+from devices.errors import BadInputError
+
+#: Which modality each FM reads.
+FM_MODALITY = {"hubert_ecg": "ecg", "labram": "eeg", "papagei": "ppg"}
+
+
+@dataclass(frozen=True)
+class FMSpec:
+    """How to build one FM (the ``[old_fm]`` / ``[new_fm]`` config sections).
+
+    Parameters
+    ----------
+    name : str
+        ``"hubert_ecg"``, ``"labram"`` or ``"papagei"``.
+    size : str
+        ``hubert_ecg``: ``"tiny"``, ``"small"``, ``"base"``, ``"large"``; ``labram``: ``"base"`` or ``"small"``;
+        ``papagei``: ``"s"`` or ``"small"`` (the small configs are for tests and demos).
+    config : dict
+        Architecture fields overriding the size (e.g. ``{"hidden_size": 128, "num_hidden_layers": 4}``).
+    checkpoint : str or None
+        Published checkpoint, or a ``.safetensors`` of our adapter's state; None for random weights.
+    window_s : float
+        Window length in seconds.
+    channels : list of str
+        Input channel labels (LaBraM: 10-20 names; others: informational).
+    seed : int
+        Seed of the random initialisation (ignored with a checkpoint).
+    trust_pickle : bool
+        Allow a published ``.pt`` to run pickled code (only for files you trust).
+    """
+
+    name: str
+    size: str = "small"
+    config: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    window_s: float = 60.0
+    channels: list[str] = field(default_factory=list)
+    seed: int = 0
+    trust_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        check_value(self.name, FM_BUILDERS, "name")
+
+    @property
+    def modality(self) -> str:
+        """The modality this FM reads."""
+        return FM_MODALITY[self.name]
+
+
+def _hubert(spec: FMSpec) -> HubertECG:
+    if spec.size == "tiny":
+        base = {k: v for k, v in tiny_config().to_dict().items()}
+    else:
+        check_value(spec.size, ("small", "base", "large"), "size")
+        from bridges.fm.hubert_ecg import hubert_ecg_config
+
+        base = hubert_ecg_config(spec.size).to_dict()
+    config = {**base, **spec.config}
+    n_channels = max(1, len(spec.channels))
+    if spec.checkpoint and not spec.checkpoint.endswith(".safetensors"):
+        return HubertECG.from_pretrained(
+            spec.checkpoint, size=config if spec.config else None, trust_pickle=spec.trust_pickle,
+            window_s=spec.window_s, n_channels=n_channels,
+        )
+    return HubertECG.from_config(config, window_s=spec.window_s, n_channels=n_channels, seed=spec.seed)
+
+
+def _labram(spec: FMSpec) -> Labram:
+    check_value(spec.size, ("base", "small"), "size")
+    base = LabramConfig.small() if spec.size == "small" else LabramConfig()
+    config = LabramConfig(**{**base.__dict__, **spec.config})
+    channels = spec.channels or list(ISRUC_CHANNELS)
+    if spec.checkpoint and not spec.checkpoint.endswith(".safetensors"):
+        return Labram.from_pretrained(
+            spec.checkpoint, channels=channels, window_s=spec.window_s, trust_pickle=spec.trust_pickle
+        )
+    return Labram.from_config(config, channels=channels, window_s=spec.window_s, random_state=spec.seed)
+
+
+def _papagei(spec: FMSpec) -> Papagei:
+    check_value(spec.size, ("s", "small"), "size")
+    base = PapageiConfig.small() if spec.size == "small" else PapageiConfig()
+    config = PapageiConfig(**{**base.__dict__, **spec.config})
+    if spec.checkpoint and not spec.checkpoint.endswith(".safetensors"):
+        return Papagei.from_pretrained(spec.checkpoint, window_s=spec.window_s, trust_pickle=spec.trust_pickle)
+    return Papagei.from_config(config, window_s=spec.window_s, random_state=spec.seed)
+
+
+FM_BUILDERS: dict[str, Callable[[FMSpec], FoundationModel]] = {
+    "hubert_ecg": _hubert,
+    "labram": _labram,
+    "papagei": _papagei,
+}
+
+
+def build_fm(spec: FMSpec) -> FoundationModel:
+    """Build the FM ``spec`` describes, in eval mode; our own ``.safetensors`` states are loaded strictly."""
+    fm = FM_BUILDERS[spec.name](spec)
+    if spec.checkpoint and spec.checkpoint.endswith(".safetensors"):
+        state = load_safetensors(spec.checkpoint)
+        check_state_keys(fm, state, f"'{spec.checkpoint}'")
+        fm.load_state_dict(state, strict=True)
+    return fm.eval()
+
+
+def checkpoint_sha256(spec: FMSpec) -> str:
+    """SHA-256 of the spec's checkpoint file, or ``"random-init"`` for random weights (seeded by ``spec.seed``)."""
+    if not spec.checkpoint:
+        return "random-init"
+    path = Path(spec.checkpoint)
+    if path.is_dir():  # a Hugging Face directory: hash its weights file
+        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        if not weights:
+            raise BadInputError(f"checkpoint directory '{path}' holds no weights file")
+        path = weights[0]
+    return file_sha256(path)
+
+
+def save_fm_state(fm: FoundationModel, path: str | Path) -> Path:
+    """Write ``fm.state_dict()`` to a ``.safetensors`` file (atomic), loadable with ``FMSpec(checkpoint=path)``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().contiguous().clone() for k, v in fm.state_dict().items()}
+    save_file(state, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def fm_parameters(fm: torch.nn.Module) -> int:
+    """Number of parameters (trainable or not)."""
+    return sum(p.numel() for p in fm.parameters())

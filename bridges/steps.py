@@ -1,0 +1,163 @@
+"""The ``biostream bridge`` steps on a :class:`~bridges.workflow.TransferRun`.
+
+Each step writes its artefacts into the run's output folder and returns its JSON result.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from bridges.metrics import count_trainable, evaluate
+from bridges.workflow import TransferRun, write_json
+
+logger = logging.getLogger(__name__)
+
+
+def fit_head_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
+    """Train the head on labeled old-modality windows (train split, val-selected); save the old model."""
+    from bridges.head import fit_head
+
+    cfg = run.section("head")
+    splits = run.splits
+    fm, preprocess = run.build_fm_and_preprocess("old")
+    model, result = fit_head(
+        fm, preprocess, splits["train"], splits["val"], unfreeze=cfg.unfreeze, mlp_hidden=cfg.mlp_hidden,
+        class_weights=cfg.class_weights, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+        random_state=cfg.seed, progress=progress,
+    )
+    run.save_state(model, run.artefact("old_model.safetensors"))
+    test = evaluate(model, splits["test"])
+    payload = {
+        **result.to_dict(),
+        "d_features": next(m for m in model.head.modules() if isinstance(m, torch.nn.Linear)).in_features,
+        "n_classes": splits["train"].n_classes,
+        "class_names": splits["train"].class_names,
+        "mlp_hidden": cfg.mlp_hidden,
+        "old_test_metrics": test.to_dict(),
+        "split_sizes": {name: len(w) for name, w in splits.items()},
+        "subjects": {name: sorted(set(w.subjects.tolist())) for name, w in splits.items()},
+    }
+    write_json(run.artefact("head.json"), payload)
+    return payload
+
+
+def select_step(run: TransferRun) -> dict[str, Any]:
+    """Choose the bridge positions (i, j) on the paired split; write ``select.json`` and ``select.png``."""
+    from bridges.plots import plot_selection
+    from bridges.select import select_positions
+
+    cfg = run.section("select")
+    old = run.load_old_model()
+    new_fm, new_preprocess = run.build_fm_and_preprocess("new")
+    result = select_positions(
+        old, new_fm, new_preprocess, run.splits["pair"], n_folds=cfg.n_folds, random_state=cfg.seed,
+        cka_reduce=cfg.cka_reduce, max_cka_windows=cfg.max_cka_windows,
+    )
+    plot_selection(result, run.artefact("select.png"), new_name=run.fm_spec("new").name,
+                   old_name=run.fm_spec("old").name)
+    payload = result.to_dict()
+    write_json(run.artefact("select.json"), payload)
+    return payload
+
+
+def train_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
+    """Train the bridge at (i, j) (from ``[train]`` or ``select.json``); write the bridge and its curve."""
+    from bridges.train import train_bridge
+
+    cfg = run.section("train")
+    i, j = cfg.i, cfg.j
+    if i is None or j is None:
+        chosen = run.read_json("select.json", "select")
+        i = chosen["i"] if i is None else i
+        j = chosen["j"] if j is None else j
+    old = run.load_old_model()
+    new_fm, new_preprocess = run.build_fm_and_preprocess("new")
+    splits = run.splits
+    bridged, result = train_bridge(
+        old, new_fm, new_preprocess, splits["pair"], splits["val"], splits["test"], i=i, j=j, rank=cfg.rank,
+        n_prototypes=cfg.n_prototypes, init=cfg.init, loss=cfg.loss, align=cfg.align, epochs=cfg.epochs, lr=cfg.lr,
+        batch_size=cfg.batch_size, eval_every=cfg.eval_every, random_state=cfg.seed, progress=progress,
+        plot_path=run.artefact("train.png"),
+    )
+    run.save_state(bridged.bridge, run.artefact("bridge.safetensors"))
+    c = bridged.bridge.config
+    payload = {
+        **result.to_dict(),
+        "bridge_config": {"d_in": c.d_in, "n_tokens": c.n_tokens, "d_out": c.d_out, "rank": c.rank,
+                          "n_prototypes": c.n_prototypes, "init": c.init},
+    }
+    write_json(run.artefact("train.json"), payload)
+    return payload
+
+
+def evaluate_step(run: TransferRun) -> dict[str, Any]:
+    """Score the bridged model on the test split; write ``evaluate.json`` and ``confusion.png``."""
+    from bridges.plots import plot_confusion
+
+    model = run.load_bridged_model()
+    metrics = evaluate(model, run.splits["test"])
+    plot_confusion(metrics, run.artefact("confusion.png"), title="BioX-Bridge (test)")
+    payload = {"test_metrics": metrics.to_dict(), "trainable_parameters": count_trainable(model.bridge)}
+    write_json(run.artefact("evaluate.json"), payload)
+    return payload
+
+
+def distill_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
+    """Train the distillation baseline on the same paired split; write ``distill.json``."""
+    from bridges.distill import distill
+
+    cfg = run.section("distill")
+    old = run.load_old_model()
+    new_fm, new_preprocess = run.build_fm_and_preprocess("new")
+    splits = run.splits
+    _, result = distill(
+        old, new_fm, new_preprocess, splits["pair"], splits["val"], splits["test"], temperature=cfg.temperature,
+        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, unfreeze_fm=cfg.unfreeze_fm,
+        random_state=cfg.seed, progress=progress,
+    )
+    payload = result.to_dict()
+    write_json(run.artefact("distill.json"), payload)
+    return payload
+
+
+def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
+    """Export the bridged pipeline as a ``.bxb`` bundle (ONNX checked against torch); return its summary."""
+    from bridges.export import export_bundle
+    from bridges.manifest import BridgeInfo, FMInfo, InputInfo, Manifest, Provenance, TaskInfo
+
+    cfg = run.section("export")
+    data = run.section("data")
+    model = run.load_bridged_model()
+    train = run.read_json("train.json", "train")
+    metrics = {"bridge_test": train["test_metrics"]}
+    for name, step in (("evaluate.json", "evaluate"), ("distill.json", "distill")):
+        if run.artefact(name).exists():
+            metrics[step] = run.read_json(name, step)
+    test = run.splits["test"]
+    fms = run.provenance_fms()
+    spec = model.new_fm.input_spec
+    c = model.bridge.config
+    manifest = Manifest(
+        task=TaskInfo(name=cfg.task, class_names=tuple(test.class_names)),
+        input=InputInfo(
+            modality=data.new_modality, channel_labels=tuple(test.new_channels), sfreq_hz=spec.sfreq_hz,
+            window_s=spec.window_s, hop_s=cfg.hop_s or data.step_s,
+            units=tuple([spec.unit or "a.u."] * spec.n_channels),
+            preprocessing=(model.new_preprocess.spec.to_dict(),),
+        ),
+        provenance=Provenance(
+            old_fm=FMInfo(**fms["old"]), new_fm=FMInfo(**fms["new"]), layer_i=train["i"], layer_j=train["j"],
+            bridge=BridgeInfo(rank=c.rank, n_prototypes=c.n_prototypes, n_tokens=c.n_tokens, d_in=c.d_in,
+                              d_out=c.d_out),
+            training_data={"source": data.source, "scenario": data.scenario, "n_pair_windows": train["n_pair"],
+                           "normalisation": "per window"},
+            metrics=metrics, trainable_parameters=count_trainable(model.bridge),
+        ),
+    )
+    inputs = torch.from_numpy(test.new[:8]) if len(test) else None
+    out = run._base / (path or cfg.path)
+    bundle = export_bundle(out, model, manifest, model.bridge, inputs=inputs)
+    return {"path": str(out), "sha256": bundle.sha256}

@@ -1,0 +1,270 @@
+"""The method's steps as one reproducible run: a TOML config, an output folder, one artefact per step.
+
+``fit-head`` → ``old_model.safetensors`` + ``head.json``; ``select`` → ``select.json`` + ``select.png``;
+``train`` → ``bridge.safetensors`` + ``train.json`` + ``train.png``; ``evaluate`` → ``evaluate.json`` +
+``confusion.png``; ``distill`` → ``distill.json``; ``export`` → the ``.bxb`` bundle. Each step rebuilds what it
+needs from the config and the artefacts of the steps before it, so the steps can run as separate commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from bridges.bridge import BridgeConfig, PrototypeBridge
+from bridges.config import load_sections
+from bridges.data import PairedWindows, simulated_paired, split_subjects
+from bridges.fm.registry import FMSpec, build_fm, checkpoint_sha256
+from bridges.models import BridgedModel, OldModel, make_head
+from bridges.preprocess import preprocess_for
+from devices.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """``[data]``: where the paired windows come from and how they are split by subject."""
+
+    source: str = "simulated"
+    root: str = ""
+    scenario: str = "stress"
+    old_modality: str = "ecg"
+    new_modality: str = "ppg"
+    n_subjects: int = 15
+    duration_s: float = 900.0
+    window_s: float = 60.0
+    step_s: float = 5.0
+    classes: int | None = None
+    seed: int = 0
+    split: list[int] | None = None
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class HeadSection:
+    """``[head]``: the probe on the old FM (see :func:`bridges.head.fit_head`)."""
+
+    unfreeze: bool = False
+    mlp_hidden: int | None = None
+    class_weights: bool = True
+    epochs: int = 100
+    lr: float = 1e-3
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SelectSection:
+    """``[select]``: bridge position selection (see :func:`bridges.select.select_positions`)."""
+
+    n_folds: int = 5
+    cka_reduce: str = "flatten"
+    max_cka_windows: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """``[train]``: the bridge and its training (see :func:`bridges.train.train_bridge`)."""
+
+    i: int | None = None
+    j: int | None = None
+    rank: int = 8
+    n_prototypes: int = 150
+    init: str = "randreal_P"
+    loss: str = "cosine"
+    align: str = "last"
+    epochs: int = 50
+    lr: float = 1e-4
+    batch_size: int = 16
+    eval_every: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DistillSection:
+    """``[distill]``: the knowledge-distillation baseline (see :func:`bridges.distill.distill`)."""
+
+    temperature: float = 2.0
+    epochs: int = 20
+    lr: float = 1e-4
+    batch_size: int = 16
+    unfreeze_fm: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    """``[export]``: the bundle."""
+
+    path: str = "bundle.bxb"
+    task: str = "state"
+    hop_s: float | None = None
+
+
+@dataclass(frozen=True)
+class OutputSection:
+    """``[output]``: where artefacts go."""
+
+    dir: str = "bridge-run"
+
+
+@dataclass(frozen=True)
+class FMSection(FMSpec):
+    """``[old_fm]`` / ``[new_fm]``: see :class:`bridges.fm.registry.FMSpec`."""
+
+    name: str = "hubert_ecg"
+    channels: list[str] = field(default_factory=list)
+
+
+SCHEMA: dict[str, type] = {
+    "data": DataSection,
+    "old_fm": FMSection,
+    "new_fm": FMSection,
+    "head": HeadSection,
+    "select": SelectSection,
+    "train": TrainSection,
+    "distill": DistillSection,
+    "export": ExportSection,
+    "output": OutputSection,
+}
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    """Write JSON atomically (temp file in the same folder, then rename); NaN is refused."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2, allow_nan=False)
+    Path(tmp).replace(path)
+    return path
+
+
+def _save_state(module: torch.nn.Module, path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    save_file({k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}, tmp)
+    Path(tmp).replace(path)
+    return path
+
+
+class TransferRun:
+    """One transfer: config sections, the paired data, the FMs and the artefacts in ``output.dir``.
+
+    Parameters
+    ----------
+    config_path : str, Path or None
+        TOML file with the sections of :data:`SCHEMA` (all optional).
+    overrides : dict
+        Per-section values from command-line flags (``None`` = not given).
+    """
+
+    def __init__(self, config_path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None):
+        self.sections = load_sections(config_path, SCHEMA, overrides)
+        base = Path(config_path).parent if config_path else Path.cwd()
+        self.out_dir = (base / self.sections["output"].dir).resolve()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._base = base
+
+    # ------------------------------------------------------------------ inputs
+    def section(self, name: str) -> Any:
+        """The config section ``name``."""
+        return self.sections[name]
+
+    def artefact(self, name: str) -> Path:
+        """Path of an artefact in the output folder."""
+        return self.out_dir / name
+
+    def require(self, name: str, step: str) -> Path:
+        """The artefact ``name``; raise naming the step that makes it when it is missing."""
+        path = self.artefact(name)
+        if not path.exists():
+            raise BadInputError(f"'{path}' is missing: run 'biostream bridge {step}' first")
+        return path
+
+    def read_json(self, name: str, step: str) -> dict[str, Any]:
+        """Read a step's JSON result."""
+        return json.loads(self.require(name, step).read_text())
+
+    @cached_property
+    def splits(self) -> dict[str, PairedWindows]:
+        """Paired windows per split (``train``, ``val``, ``pair``, ``test``), subject-disjoint."""
+        data = self.section("data")
+        cache = str(self._base / data.cache_dir) if data.cache_dir else None
+        if data.source == "simulated":
+            windows = simulated_paired(
+                data.scenario, data.old_modality, data.new_modality, data.n_subjects, data.duration_s,
+                seed=data.seed, window_s=data.window_s, step_s=data.step_s, classes=data.classes, cache_dir=cache,
+            )
+        elif data.source == "wesad":
+            from bridges.data import wesad_paired
+
+            direction = f"{data.old_modality}->{data.new_modality}"
+            windows = wesad_paired(data.root, direction=direction, cache_dir=cache, window_s=data.window_s,
+                                   step_s=data.step_s)
+        elif data.source == "isruc":
+            from bridges.data import isruc_paired
+
+            direction = f"{data.old_modality}->{data.new_modality}"
+            windows = isruc_paired(data.root, classes=data.classes or 2, direction=direction, cache_dir=cache,
+                                   window_s=data.window_s, step_s=data.step_s)
+        else:
+            raise BadInputError(f"[data] source {data.source!r} has to be one of ['simulated', 'wesad', 'isruc']")
+        subjects = sorted(set(windows.subjects.tolist()))
+        split = split_subjects(subjects, counts=tuple(data.split) if data.split else None, random_state=data.seed)
+        return {name: windows.of_subjects(ids) for name, ids in split.items()}
+
+    def fm_spec(self, side: str) -> FMSpec:
+        """The FM spec of ``side`` (``"old"`` or ``"new"``), its window length taken from ``[data]``."""
+        section = self.section(f"{side}_fm")
+        values = asdict(section)
+        values["window_s"] = self.section("data").window_s
+        if values["checkpoint"]:
+            values["checkpoint"] = str(self._base / values["checkpoint"])
+        return FMSpec(**values)
+
+    def build_fm_and_preprocess(self, side: str) -> tuple[Any, Any]:
+        """A fresh FM of ``side`` and its preprocessing module."""
+        spec = self.fm_spec(side)
+        fm = build_fm(spec)
+        return fm, preprocess_for(fm.input_spec, spec.modality)
+
+    def load_old_model(self) -> OldModel:
+        """The old FM + head saved by ``fit-head``."""
+        head_info = self.read_json("head.json", "fit-head")
+        fm, preprocess = self.build_fm_and_preprocess("old")
+        head = make_head(head_info["d_features"], head_info["n_classes"], mlp_hidden=head_info["mlp_hidden"])
+        model = OldModel(fm, head, preprocess)
+        model.load_state_dict(load_file(str(self.require("old_model.safetensors", "fit-head"))))
+        return model.eval()
+
+    def load_bridged_model(self) -> BridgedModel:
+        """The deployed pipeline from the old model and the bridge saved by ``train``."""
+        info = self.read_json("train.json", "train")
+        old = self.load_old_model()
+        new_fm, new_preprocess = self.build_fm_and_preprocess("new")
+        bridge = PrototypeBridge(BridgeConfig(**info["bridge_config"]))
+        bridge.load_state_dict(load_file(str(self.require("bridge.safetensors", "train"))))
+        return BridgedModel(new_preprocess, new_fm, bridge, old.fm, old.head, i=info["i"], j=info["j"]).eval()
+
+    def provenance_fms(self) -> dict[str, dict[str, str]]:
+        """FM names and checkpoint hashes for the manifest."""
+        out = {}
+        for side in ("old", "new"):
+            spec = self.fm_spec(side)
+            out[side] = {"name": f"{spec.name}-{spec.size}", "checkpoint_sha256": checkpoint_sha256(spec)}
+        return out
+
+    @staticmethod
+    def save_state(module: torch.nn.Module, path: Path) -> Path:
+        """Write a module's state to ``.safetensors`` atomically."""
+        return _save_state(module, path)
