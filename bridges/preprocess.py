@@ -157,6 +157,20 @@ class PreprocessSpec:
         out["band_hz"] = list(self.band_hz) if self.band_hz is not None else None
         return out
 
+    def steps(self) -> list[dict[str, Any]]:
+        """The operations in order, one dict each with an ``"op"`` (the bundle manifest's ``preprocessing``)."""
+        out: list[dict[str, Any]] = []
+        low, high = self.fir_band_hz
+        if self.band_hz is not None:
+            out.append({"op": "remove_mean"})
+            out.append({"op": "fir_bandpass", "low_hz": low, "high_hz": high, "taps": self.fir_taps,
+                        "notch_hz": self.notch_hz, "padding": "reflect"})
+        if self.normalisation == "zscore":
+            out.append({"op": "zscore", "axis": "per window, per channel"})
+        if self.scale != 1.0:
+            out.append({"op": "scale", "factor": self.scale})
+        return out
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PreprocessSpec:
         """Inverse of :meth:`to_dict`; unknown keys are named in the error."""

@@ -123,6 +123,12 @@ def distill_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     return payload
 
 
+def _numeric(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The numeric entries of a metrics dict (the manifest's metrics hold numbers only)."""
+    keys = ("accuracy", "balanced_accuracy", "cohen_kappa", "f1_macro", "f1_weighted", "n", "confusion")
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
 def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
     """Export the bridged pipeline as a ``.bxb`` bundle (ONNX checked against torch); return its summary."""
     from bridges.export import export_bundle
@@ -132,10 +138,11 @@ def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
     data = run.section("data")
     model = run.load_bridged_model()
     train = run.read_json("train.json", "train")
-    metrics = {"bridge_test": train["test_metrics"]}
-    for name, step in (("evaluate.json", "evaluate"), ("distill.json", "distill")):
-        if run.artefact(name).exists():
-            metrics[step] = run.read_json(name, step)
+    metrics = {"bridge_test": _numeric(train["test_metrics"]), "bridge_trainable_parameters": train["n_trainable"]}
+    if run.artefact("distill.json").exists():
+        distilled = run.read_json("distill.json", "distill")
+        metrics["distill_test"] = _numeric(distilled["test_metrics"])
+        metrics["distill_trainable_parameters"] = distilled["n_trainable"]
     test = run.splits["test"]
     fms = run.provenance_fms()
     spec = model.new_fm.input_spec
@@ -146,7 +153,7 @@ def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
             modality=data.new_modality, channel_labels=tuple(test.new_channels), sfreq_hz=spec.sfreq_hz,
             window_s=spec.window_s, hop_s=cfg.hop_s or data.step_s,
             units=tuple([spec.unit or "a.u."] * spec.n_channels),
-            preprocessing=(model.new_preprocess.spec.to_dict(),),
+            preprocessing=tuple(model.new_preprocess.spec.steps()),
         ),
         provenance=Provenance(
             old_fm=FMInfo(**fms["old"]), new_fm=FMInfo(**fms["new"]), layer_i=train["i"], layer_j=train["j"],

@@ -47,7 +47,7 @@ class DataSection:
     classes: int | None = None
     seed: int = 0
     split: list[int] | None = None
-    cache_dir: str | None = None
+    cache_dir: str | None = None  # default: <output dir>/cache
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ class TransferRun:
     def splits(self) -> dict[str, PairedWindows]:
         """Paired windows per split (``train``, ``val``, ``pair``, ``test``), subject-disjoint."""
         data = self.section("data")
-        cache = str(self._base / data.cache_dir) if data.cache_dir else None
+        cache = str(self._base / data.cache_dir) if data.cache_dir else str(self.out_dir / "cache")
         if data.source == "simulated":
             windows = simulated_paired(
                 data.scenario, data.old_modality, data.new_modality, data.n_subjects, data.duration_s,
