@@ -1,9 +1,14 @@
 """The BioX-Bridge prototype low-rank network (DESIGN.md §2, step 5).
 
 Input ``x`` ``(B, d_in)``: the new FM's layer-*i* output mean-pooled over tokens. Parameters ``A`` ``(r, d_in)``,
-``B`` ``(P·T, r)`` (zero-initialised, so the bridge starts by emitting zeros), prototypes ``Π`` ``(d_out, P)``.
+``B`` ``(P·T, r)``, prototypes ``Π`` ``(d_out, P)``.
 ``W = x Aᵀ Bᵀ`` reshaped to ``(B, P, T)``; the output ``Π W`` ``(B, d_out, T)`` is returned transposed to the old
 FM's layer-*j* input layout ``(B, T, d_out)``. Trainable parameters: ``r·d_in + P·T·r + d_out·P``.
+
+``B`` starts *near* zero (normal with standard deviation :data:`B_INIT_STD`), not at exactly zero as in the paper
+and LoRA: an all-zero bridge output is a singular point of the old FM's suffix when it begins with LayerNorm
+(HuBERT at j = 0), where the gradient is unbounded and training turns to NaN at the first step. Near zero, the
+bridge still starts as an almost silent perturbation.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from torch import nn
 from devices._checks import check_value, ensure_int
 
 PROTOTYPE_INITS = ("rand_P", "randreal_P")
+#: Standard deviation of ``B`` at initialisation (see the module docstring).
+B_INIT_STD = 1e-3
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class PrototypeBridge(nn.Module):
         bound = 1.0 / c.d_in**0.5
         with torch.no_grad():
             self.A.uniform_(-bound, bound, generator=generator)
+            self.B.normal_(0.0, B_INIT_STD, generator=generator)
             self.prototypes.normal_(0.0, 1.0, generator=generator)
 
     @torch.no_grad()
