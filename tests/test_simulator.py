@@ -288,3 +288,11 @@ def test_states_are_learnable_from_every_modality(scenario):
     failing = {m: s for m, s in scores.items() if s[0] < s[1] + 0.25}
     assert not failing, f"{scenario}: balanced accuracy (score, chance) below chance + 0.25: {scores}"
     assert len(set(labels)) == len(SCENARIO_TABLES[scenario].states)
+
+
+def test_beat_just_before_start_does_not_crash():
+    # Regression: a subject whose first R peak falls just before t = 0 asked for control signals before the
+    # simulation start and raised. Seeds 2026-2060 include such subjects.
+    for seed in range(2026, 2061):
+        recording = simulate_session("stress", ["ecg"], 20.0, seed=seed)
+        assert np.all(np.isfinite(recording.stream("ECG").data))

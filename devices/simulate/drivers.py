@@ -247,7 +247,10 @@ class Drivers:
         matrix = self._matrix
         position = times_s * CONTROL_HZ - self._first_frame * _FRAME_N
         if position.min() < 0:
-            raise RuntimeError(f"control signals before {self._first_frame * FRAME_S} s were released")
+            if self._first_frame > 0:
+                raise RuntimeError(f"control signals before {self._first_frame * FRAME_S} s were released")
+            # A beat just before the start (its waves reach into the first samples) holds the first values.
+            position = np.maximum(position, 0.0)
         index = np.minimum(position.astype(np.int64), len(matrix) - 2)
         return ControlView(matrix, index, position - index)
 
