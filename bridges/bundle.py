@@ -12,13 +12,10 @@ Runtime (the runtime reads bundles without torch); ``onnx`` is imported only whe
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -41,6 +38,7 @@ from bridges.manifest import (
     Provenance,
     TaskInfo,
 )
+from devices.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
 
@@ -270,19 +268,12 @@ def write_bundle(
     _check_bridge_state(arrays, manifest.provenance.bridge)
     if not path.parent.is_dir():
         raise BundleError(f"Cannot write bundle '{path}': folder '{path.parent}' does not exist.")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file, zipfile.ZipFile(file, "w") as archive:
-            contents = (manifest.to_json().encode("utf-8"), onnx_bytes, bridge_bytes)
-            for name, data in zip(MEMBERS, contents, strict=True):
-                info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, data)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
+    with atomic_output(path) as temp, zipfile.ZipFile(temp, "w") as archive:
+        contents = (manifest.to_json().encode("utf-8"), onnx_bytes, bridge_bytes)
+        for name, data in zip(MEMBERS, contents, strict=True):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
     logger.info("Wrote bundle '%s' (%d bytes).", path, path.stat().st_size)
     return path
 

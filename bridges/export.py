@@ -23,7 +23,6 @@ import importlib.util
 import io
 import logging
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from bridges.bundle import (
     write_bundle,
 )
 from devices._checks import check_value
+from devices.atomic import write_bytes_atomic
 from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -160,17 +160,8 @@ def export_onnx(
         model.train(was_training)
     logger.info("Exported %s to ONNX with the %s exporter (%d bytes).", type(model).__name__, chosen, len(data))
     if path is not None:
-        _write_atomic(Path(path).expanduser(), data)
+        write_bytes_atomic(Path(path).expanduser(), data)
     return data
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    try:
-        temp.write_bytes(data)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _run_both(model: nn.Module, onnx_bytes: bytes, inputs: torch.Tensor) -> tuple[float, np.ndarray]:

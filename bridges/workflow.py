@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +24,7 @@ from bridges.data import PairedWindows, simulated_paired, split_subjects
 from bridges.fm.registry import FMSpec, build_fm, checkpoint_sha256
 from bridges.models import BridgedModel, OldModel, make_head
 from bridges.preprocess import preprocess_for
+from devices.atomic import atomic_output, write_bytes_atomic
 from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -142,18 +141,13 @@ SCHEMA: dict[str, type] = {
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
     """Write JSON atomically (temp file in the same folder, then rename); NaN is refused."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, allow_nan=False)
-    Path(tmp).replace(path)
-    return path
+    return write_bytes_atomic(path, json.dumps(payload, indent=2, allow_nan=False).encode())
 
 
 def _save_state(module: torch.nn.Module, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    save_file({k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}, tmp)
-    Path(tmp).replace(path)
+    state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
+    with atomic_output(path) as tmp:
+        save_file(state, str(tmp))
     return path
 
 

@@ -9,14 +9,13 @@ unknown) and the subject it came from. Splits are subject-wise.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from devices.atomic import atomic_output
 from devices.errors import BadInputError
 
 SPLITS = ("train", "val", "pair", "test")
@@ -105,14 +104,11 @@ class PairedWindows:
             "old_sfreq_hz": self.old_sfreq_hz, "new_sfreq_hz": self.new_sfreq_hz, "old_channels": self.old_channels,
             "new_channels": self.new_channels, "info": self.info,
         }
-        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        np.savez(
-            tmp, old=self.old, new=self.new, labels=self.labels, subjects=self.subjects.astype(str),
-            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-        )
-        tmp.replace(path)
+        with atomic_output(path) as tmp, tmp.open("wb") as f:
+            np.savez(
+                f, old=self.old, new=self.new, labels=self.labels, subjects=self.subjects.astype(str),
+                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            )
         return path
 
     @classmethod

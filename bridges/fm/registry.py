@@ -20,6 +20,7 @@ from bridges.fm.hubert_ecg import HubertECG, tiny_config
 from bridges.fm.labram import ISRUC_CHANNELS, Labram, LabramConfig
 from bridges.fm.papagei import Papagei, PapageiConfig
 from devices._checks import check_value
+from devices.atomic import atomic_output
 from devices.errors import BadInputError
 
 #: Which modality each FM reads.
@@ -140,12 +141,10 @@ def checkpoint_sha256(spec: FMSpec) -> str:
 
 def save_fm_state(fm: FoundationModel, path: str | Path) -> Path:
     """Write ``fm.state_dict()`` to a ``.safetensors`` file (atomic), loadable with ``FMSpec(checkpoint=path)``."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous().clone() for k, v in fm.state_dict().items()}
-    save_file(state, str(tmp))
-    tmp.replace(path)
-    return path
+    with atomic_output(path) as tmp:
+        save_file(state, str(tmp))
+    return Path(path)
 
 
 def fm_parameters(fm: torch.nn.Module) -> int:
