@@ -14,8 +14,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 from bridges._batching import known_labels, map_batches, state_copy, train_only_used
 from bridges.data.windows import PairedWindows
 from bridges.fm.base import FoundationModel
-from bridges.metrics import Metrics, count_trainable, metrics_from_predictions
+from bridges.metrics import FitHistory, Metrics, count_trainable, metrics_from_predictions
 from bridges.models import DistilledModel, OldModel, freeze, make_head
 from devices._checks import ensure_int, ensure_positive
 from devices.errors import BadInputError
@@ -37,7 +36,7 @@ __all__ = ["DistillResult", "distill", "distillation_loss"]
 
 
 @dataclass
-class DistillResult:
+class DistillResult(FitHistory):
     """What :func:`distill` did (fields as in :class:`bridges.train.TrainResult`)."""
 
     temperature: float
@@ -47,19 +46,6 @@ class DistillResult:
     unfreeze_fm: bool
     n_pair: int
     n_trainable: int
-    train_loss: list[float] = field(default_factory=list)
-    eval_epochs: list[int] = field(default_factory=list)
-    val_history: list[dict[str, Any]] = field(default_factory=list)
-    test_history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    val_metrics: dict[str, Any] = field(default_factory=dict)
-    test_metrics: dict[str, Any] = field(default_factory=dict)
-    seconds_per_epoch: float = 0.0
-    cache_seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict."""
-        return asdict(self)
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -155,3 +155,40 @@ def evaluate(
             f"probabilities must be (n_windows, n_classes) = {(len(windows), windows.n_classes)}, got {proba.shape}"
         )
     return metrics_from_predictions(windows.labels, proba.argmax(axis=1), windows.n_classes, windows.class_names)
+
+
+@dataclass(kw_only=True)
+class FitHistory:
+    """Per-epoch record shared by the bridge and distillation results (JSON-serialisable via :meth:`to_dict`).
+
+    Attributes
+    ----------
+    train_loss : list of float
+        Mean training loss per epoch (``train_loss[e - 1]`` for 1-based epoch ``e``).
+    eval_epochs : list of int
+        Epochs at which validation and test were scored.
+    val_history, test_history : list of dict
+        :class:`Metrics` dicts at each of ``eval_epochs`` (``test_history`` empty without a test split).
+    best_epoch : int
+        Epoch of the kept model (best validation macro-F1 against true labels).
+    val_metrics, test_metrics : dict
+        Metrics of the kept model.
+    seconds_per_epoch : float
+        Mean wall time of a training epoch (s), evaluation and caching excluded.
+    cache_seconds : float
+        Wall time of computing cached features or targets once (s).
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    eval_epochs: list[int] = field(default_factory=list)
+    val_history: list[dict[str, Any]] = field(default_factory=list)
+    test_history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+    test_metrics: dict[str, Any] = field(default_factory=dict)
+    seconds_per_epoch: float = 0.0
+    cache_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict."""
+        return asdict(self)

@@ -24,9 +24,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from bridges._batching import known_labels, map_batches, state_copy
 from bridges.bridge import BridgeConfig, PrototypeBridge
 from bridges.data.windows import PairedWindows
 from bridges.fm.base import FoundationModel
-from bridges.metrics import Metrics, count_trainable, metrics_from_predictions
+from bridges.metrics import FitHistory, Metrics, count_trainable, metrics_from_predictions
 from bridges.models import BridgedModel, OldModel, mean_tokens
 from devices._checks import check_value, ensure_int, ensure_positive
 from devices.errors import BadInputError
@@ -61,28 +60,11 @@ ALIGNS = ("last", "bridge")
 
 
 @dataclass
-class TrainResult:
-    """What :func:`train_bridge` did (JSON-serialisable through :meth:`to_dict`).
+class TrainResult(FitHistory):
+    """What :func:`train_bridge` did.
 
-    Attributes
-    ----------
-    train_loss : list of float
-        Mean training loss per epoch (1-based epochs: ``train_loss[e - 1]``).
-    eval_epochs : list of int
-        Epochs at which validation and test were scored.
-    val_history, test_history : list of dict
-        :class:`bridges.metrics.Metrics` dicts at each of ``eval_epochs`` (``test_history`` empty without a test
-        split).
-    best_epoch : int
-        Epoch of the kept bridge (best validation macro-F1 against true labels).
-    val_metrics, test_metrics : dict
-        Metrics of the kept bridge (``test_metrics`` empty without a test split).
-    seconds_per_epoch : float
-        Mean wall time of a training epoch (s), evaluation and caching excluded.
-    cache_seconds : float
-        Wall time of computing the cached features and targets (pair, val, test) once (s).
-    n_trainable : int
-        Trainable parameters (the bridge's ``r·d_in + P·T·r + d_out·P``).
+    The bridge's settings and shapes, plus the per-epoch record of :class:`bridges.metrics.FitHistory`;
+    ``n_trainable`` is the bridge's ``r·d_in + P·T·r + d_out·P``.
     """
 
     i: int
@@ -100,19 +82,6 @@ class TrainResult:
     d_out: int
     n_pair: int
     n_trainable: int
-    train_loss: list[float] = field(default_factory=list)
-    eval_epochs: list[int] = field(default_factory=list)
-    val_history: list[dict[str, Any]] = field(default_factory=list)
-    test_history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    val_metrics: dict[str, Any] = field(default_factory=dict)
-    test_metrics: dict[str, Any] = field(default_factory=dict)
-    seconds_per_epoch: float = 0.0
-    cache_seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict."""
-        return asdict(self)
 
 
 def bridge_loss(pred: torch.Tensor, target: torch.Tensor, loss: str = "cosine") -> torch.Tensor:
