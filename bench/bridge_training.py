@@ -350,10 +350,12 @@ def memory_peak(baseline: int, device: str) -> int:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() - baseline
     try:
-        peak = _status_kib("VmHWM") * 1024
+        # VmHWM is updated lazily and can trail the current RSS: take whichever is larger.
+        peak = max(_status_kib("VmHWM"), _status_kib("VmRSS")) * 1024
     except (OSError, KeyError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return peak - baseline
+    # RSS can fall below the baseline (freed pages returned to the OS); a peak above it is never negative.
+    return max(0, peak - baseline)
 
 
 def _full_size(cache: torch.Tensor, n: int) -> torch.Tensor:
