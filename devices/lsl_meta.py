@@ -10,8 +10,6 @@ from collections.abc import Sequence
 
 import pylsl
 
-from devices.profiles import StreamProfile
-
 #: pylsl format constants by XDF/LSL format name.
 LSL_FORMATS = {
     "float32": pylsl.cf_float32,
@@ -63,22 +61,6 @@ def make_stream_info(
         ch.append_child_value("unit", str(unit))
         ch.append_child_value("type", str(ctype))
     return info
-
-
-def info_from_profile(
-    profile: StreamProfile, name: str, *, source_id: str = "", manufacturer: str = ""
-) -> pylsl.StreamInfo:
-    """Build the ``StreamInfo`` for one stream of a device profile."""
-    return make_stream_info(
-        name,
-        profile.lsl_type,
-        profile.sfreq_hz,
-        profile.channel_labels,
-        profile.channel_units,
-        profile.channel_types,
-        source_id=source_id,
-        manufacturer=manufacturer,
-    )
 
 
 def channels_from_info(info: pylsl.StreamInfo) -> tuple[list[str], list[str], list[str]]:

@@ -157,10 +157,6 @@ class LslPlayer:
         """Samples pushed so far, per outlet."""
         return [f.samples_pushed for f in self._feeds]
 
-    def have_consumers(self) -> list[bool]:
-        """Whether each outlet currently has at least one inlet connected."""
-        return [bool(f.outlet.have_consumers()) for f in self._feeds]
-
     def close(self) -> None:
         """Drop every outlet (they vanish from the network)."""
         self._feeds.clear()

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import save_file
 
 from bridges.fm.base import FoundationModel
@@ -145,8 +144,3 @@ def save_fm_state(fm: FoundationModel, path: str | Path) -> Path:
     with atomic_output(path) as tmp:
         save_file(state, str(tmp))
     return Path(path)
-
-
-def fm_parameters(fm: torch.nn.Module) -> int:
-    """Number of parameters (trainable or not)."""
-    return sum(p.numel() for p in fm.parameters())
