@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["plot_confusion", "plot_selection", "plot_training_curve"]
 
@@ -56,6 +57,8 @@ def plot_selection(result: Any, path: str | Path, *, new_name: str = "new FM", o
     right.plot(np.arange(len(cka)), cka, marker="o", color="tab:green")
     right.axvline(r["j"], color="tab:red", linestyle="--", label=f"j = {r['j']}")
     right.set(xlabel=f"{old_name} layer j (its input)", ylabel="linear CKA", title="Stage 2: bridge output")
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     for axis in (left, right):
         axis.legend()
         axis.grid(alpha=0.3)
