@@ -151,7 +151,6 @@ def distill(
         n_pair=len(pair_windows), n_trainable=count_trainable(trained), cache_seconds=cache_seconds,
     )
     optimizer = torch.optim.Adam([p for p in trained.parameters() if p.requires_grad], lr=lr)
-    best_key: float | None = None
     best_state = state_copy(trained)
     train_seconds = 0.0
     bar = tqdm(range(1, epochs + 1), desc="distill", disable=not progress, leave=False)
@@ -172,14 +171,9 @@ def distill(
         if epoch % eval_every and epoch != epochs:
             continue
         val = _score(trained, val_inputs, val_windows, val_index)
-        result.eval_epochs.append(epoch)
-        result.val_history.append(val.to_dict())
-        if test_inputs is not None:
-            result.test_history.append(_score(trained, test_inputs, test_windows, test_index).to_dict())
-        if best_key is None or val.f1_macro > best_key:
-            best_key, result.best_epoch, best_state = val.f1_macro, epoch, state_copy(trained)
-            result.val_metrics = result.val_history[-1]
-            result.test_metrics = result.test_history[-1] if test_inputs is not None else {}
+        test = _score(trained, test_inputs, test_windows, test_index) if test_inputs is not None else None
+        if result.record_eval(epoch, val, test):
+            best_state = state_copy(trained)
 
     trained.load_state_dict(best_state)
     freeze(model)

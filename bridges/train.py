@@ -262,7 +262,6 @@ def train_bridge(
         n_pair=len(pair_windows), n_trainable=count_trainable(bridged), cache_seconds=cache_seconds,
     )
     optimizer = torch.optim.Adam(bridge.parameters(), lr=lr)
-    best_key: float | None = None
     best_state = state_copy(bridge)
     train_seconds = 0.0
     bar = tqdm(range(1, epochs + 1), desc="bridge", disable=not progress, leave=False)
@@ -288,16 +287,12 @@ def train_bridge(
             continue
         bridged.eval()
         val = _score(bridged, val_features, val_windows, val_index)
-        result.eval_epochs.append(epoch)
-        result.val_history.append(val.to_dict())
-        if test_features is not None:
-            result.test_history.append(_score(bridged, test_features, test_windows, test_index).to_dict())
+        test = _score(bridged, test_features, test_windows, test_index) if test_features is not None else None
+        is_best = result.record_eval(epoch, val, test)
         bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", val_f1=f"{val.f1_macro:.3f}")
         logger.debug("Epoch %d: loss %.5f, validation macro-F1 %.4f.", epoch, result.train_loss[-1], val.f1_macro)
-        if best_key is None or val.f1_macro > best_key:
-            best_key, result.best_epoch, best_state = val.f1_macro, epoch, state_copy(bridge)
-            result.val_metrics = result.val_history[-1]
-            result.test_metrics = result.test_history[-1] if test_features is not None else {}
+        if is_best:
+            best_state = state_copy(bridge)
 
     bridge.load_state_dict(best_state)
     bridged.eval()
