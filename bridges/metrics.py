@@ -48,19 +48,6 @@ class Metrics:
     n: int
     class_names: list[str] = field(default_factory=list)
 
-    def record_eval(self, epoch: int, val: Metrics, test: Metrics | None) -> bool:
-        """Record an evaluation; return True when it is the best validation macro-F1 so far (it is then kept)."""
-        self.eval_epochs.append(epoch)
-        self.val_history.append(val.to_dict())
-        if test is not None:
-            self.test_history.append(test.to_dict())
-        best = not self.val_metrics or val.f1_macro > self.val_metrics["f1_macro"]
-        if best:
-            self.best_epoch = epoch
-            self.val_metrics = self.val_history[-1]
-            self.test_metrics = self.test_history[-1] if test is not None else {}
-        return best
-
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
         return asdict(self)

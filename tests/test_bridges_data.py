@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
+from _wesad_pickle import Py2StylePickler
 
 from bridges.data import (
     DROP_REASONS,
@@ -27,23 +26,6 @@ WESAD_S = 240  # seconds
 ECG_HZ, BVP_HZ = 1.7, 1.1  # test tones (Hz), so resampled values can be checked against the formula
 # Label timeline (s): transient [0, 10), baseline [10, 100), stress [100, 170), meditation [170, 240).
 WESAD_SEGMENTS = ((0, 10, 0), (10, 100, 1), (100, 170, 2), (170, 240, 4))
-
-
-class _Py2StylePickler(pickle._Pickler):
-    """Writes str and bytes as Python 2 ``str`` (BINSTRING opcodes), as WESAD's Python 2 pickles have them."""
-
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def _save_py2_str(self, obj):
-        raw = obj if isinstance(obj, bytes) else obj.encode("latin1")
-        if len(raw) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
-        self.memoize(obj)
-
-    dispatch[bytes] = _save_py2_str
-    dispatch[str] = _save_py2_str
 
 
 def _wesad_subject(root: Path, k: int, spoil: bool = True) -> Path:
@@ -74,7 +56,7 @@ def _wesad_subject(root: Path, k: int, spoil: bool = True) -> Path:
         "subject": f"S{k}",
     }
     buffer = io.BytesIO()
-    _Py2StylePickler(buffer, protocol=2).dump(content)
+    Py2StylePickler(buffer, protocol=2).dump(content)
     folder = root / f"S{k}"
     folder.mkdir(parents=True)
     path = folder / f"S{k}.pkl"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _wesad_pickle import Py2StylePickler
 
 from devices.errors import RecordingFormatError, UnsafePickleError
 from devices.formats import load_untrusted_pickle, read_recording, read_wesad
@@ -46,28 +46,11 @@ def _subject(k: int = 2) -> dict:
     }
 
 
-class _Py2StylePickler(pickle._Pickler):
-    """Writes str and bytes as Python 2 ``str`` (BINSTRING opcodes), as WESAD's Python 2 pickles have them."""
-
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def _save_py2_str(self, obj):
-        raw = obj if isinstance(obj, bytes) else obj.encode("latin1")
-        if len(raw) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
-        self.memoize(obj)
-
-    dispatch[bytes] = _save_py2_str
-    dispatch[str] = _save_py2_str
-
-
 def _write_py2_style(path: Path, content: dict) -> None:
     import io
 
     buffer = io.BytesIO()
-    _Py2StylePickler(buffer, protocol=2).dump(content)
+    Py2StylePickler(buffer, protocol=2).dump(content)
     # numpy 1 / Python 2 pickles name the array functions under numpy.core, not numpy._core.
     path.write_bytes(buffer.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
 
