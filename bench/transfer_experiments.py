@@ -8,7 +8,8 @@ weights, each FM first pretrained without labels on its modality (SimCLR NT-Xent
 
 Per direction: subject-wise splits (train / val / pair / test), fit-head on the old FM (labeled old modality),
 select (i, j), train the bridge, distil with the same pair set, epochs and batch size, evaluate both on the test
-subjects' new-modality windows. Then, on ECG→PPG, every (i, j) cell is trained briefly with the same budget and
+subjects' new-modality windows. Then, on one direction (``--grid-direction``), every (i, j) cell is trained with
+the same budget (``--grid-seeds`` seeds each) and
 the selected pair is ranked in that grid.
 
 Run ``python bench/transfer_experiments.py`` (about 15 min on 2 cores) or ``--quick`` (1-2 min smoke run);
@@ -103,6 +104,8 @@ class Settings:
     loss: str
     param_budget: float
     grid_epochs: int
+    grid_seeds: int
+    grid_direction: str
     grid: bool
     directions: list[str]
 
@@ -139,6 +142,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     p.add_argument("--param-budget", type=float, default=0.10,
                    help="bridge parameters at most this fraction of distillation's (P, then r, halved to fit)")
     p.add_argument("--grid-epochs", type=int, default=3)
+    p.add_argument("--grid-seeds", type=int, default=1, help="cells trained with this many seeds; scores averaged")
+    p.add_argument("--grid-direction", default="ECG→PPG", help="direction whose (i, j) grid is trained")
     p.add_argument("--no-grid", action="store_true")
     p.add_argument("--directions", default=",".join(d[0] for d in DIRECTIONS),
                    help="comma-separated subset, e.g. 'ECG→PPG,EEG→ECG' (ASCII 'ECG->PPG' works too)")
@@ -149,8 +154,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     a = p.parse_args(argv)
     directions = [d.strip().replace("->", "→") for d in a.directions.split(",") if d.strip()]
     unknown = sorted(set(directions) - {d[0] for d in DIRECTIONS})
-    if unknown:
-        p.error(f"unknown direction(s) {unknown}")
+    grid_direction = a.grid_direction.strip().replace("->", "→")
+    if unknown or grid_direction not in {d[0] for d in DIRECTIONS}:
+        p.error(f"unknown direction(s) {unknown or [grid_direction]}")
     s = Settings(
         seed=a.seed, n_subjects=a.subjects, duration_stress_s=a.duration_stress_s,
         duration_sleep_s=a.duration_sleep_s, window_stress_s=a.window_stress_s, step_stress_s=a.step_stress_s,
@@ -160,7 +166,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
         pretrain_max_windows=a.pretrain_max_windows, head_epochs=a.head_epochs,
         head_lr=a.head_lr, unfreeze_head=a.unfreeze_head, epochs=a.epochs, bridge_lr=a.bridge_lr,
         distill_lr=a.distill_lr, batch_size=a.batch_size, rank=a.rank, prototypes=a.prototypes, init=a.init,
-        loss=a.loss, param_budget=a.param_budget, grid_epochs=a.grid_epochs, grid=not a.no_grid,
+        loss=a.loss, param_budget=a.param_budget, grid_epochs=a.grid_epochs, grid_seeds=a.grid_seeds,
+        grid_direction=grid_direction, grid=not a.no_grid,
         directions=directions,
     )
     if a.quick:
@@ -350,33 +357,41 @@ def _layer_input_shape(fm: FoundationModel, j: int, shapes: list[tuple[int, int]
 
 
 def run_grid(direction: dict[str, Any], s: Settings, figures: Path) -> dict[str, Any]:
-    """Train a bridge briefly at every (i, j); rank the selected cell by validation and by test macro-F1."""
+    """Train a bridge at every (i, j) with ``s.grid_seeds`` seeds; rank the selected cell by mean val / test F1."""
     old_model, new_fm, new_pre, parts, rank, prototypes = direction["_models"]
     n_i, n_j = new_fm.n_layers, old_model.fm.n_layers
-    val = np.zeros((n_i, n_j))
-    test = np.zeros((n_i, n_j))
+    val = np.zeros((s.grid_seeds, n_i, n_j))
+    test = np.zeros((s.grid_seeds, n_i, n_j))
     params = np.zeros((n_i, n_j), dtype=int)
-    stage(f"grid {direction['direction']}: {n_i}×{n_j} cells, {s.grid_epochs} epochs each, r={rank} P={prototypes}")
+    stage(f"grid {direction['direction']}: {n_i}×{n_j} cells × {s.grid_seeds} seed(s), {s.grid_epochs} epochs each, "
+          f"r={rank} P={prototypes}")
     for i in range(n_i):
         for j in range(n_j):
-            _, r = train_bridge(old_model, new_fm, new_pre, parts["pair"], parts["val"], parts["test"], i=i, j=j,
-                                rank=rank, n_prototypes=prototypes, init=s.init, loss=s.loss, epochs=s.grid_epochs,
-                                lr=s.bridge_lr, batch_size=s.batch_size, random_state=s.seed, progress=False)
-            val[i, j], test[i, j], params[i, j] = r.val_metrics["f1_macro"], r.test_metrics["f1_macro"], r.n_trainable
-        stage(f"  i={i}: val {np.round(val[i], 3).tolist()} test {np.round(test[i], 3).tolist()}")
+            for k in range(s.grid_seeds):
+                _, r = train_bridge(old_model, new_fm, new_pre, parts["pair"], parts["val"], parts["test"], i=i, j=j,
+                                    rank=rank, n_prototypes=prototypes, init=s.init, loss=s.loss,
+                                    epochs=s.grid_epochs, lr=s.bridge_lr, batch_size=s.batch_size,
+                                    random_state=s.seed + k, progress=False)
+                val[k, i, j], test[k, i, j] = r.val_metrics["f1_macro"], r.test_metrics["f1_macro"]
+                params[i, j] = r.n_trainable
+        stage(f"  i={i}: val {np.round(val[:, i].mean(0), 3).tolist()} test {np.round(test[:, i].mean(0), 3).tolist()}")
     sel = direction["selection"]
     chosen = (sel["i"], sel["j"])
+    val_mean, test_mean = val.mean(0), test.mean(0)
 
     def rank_of(scores: np.ndarray) -> int:  # 1 = best; ties share the better rank
         return int((scores > scores[chosen] + 1e-12).sum()) + 1
 
-    out = {"val_f1": val.tolist(), "test_f1": test.tolist(), "params": params.tolist(), "i": chosen[0],
-           "j": chosen[1], "rank_by_val": rank_of(val), "rank_by_test": rank_of(test), "n_cells": n_i * n_j,
-           "epochs": s.grid_epochs, "rank": rank, "prototypes": prototypes}
+    out = {"direction": direction["direction"], "val_f1": val_mean.tolist(), "test_f1": test_mean.tolist(),
+           "val_f1_per_seed": val.tolist(), "test_f1_per_seed": test.tolist(), "params": params.tolist(),
+           "i": chosen[0], "j": chosen[1], "rank_by_val": rank_of(val_mean), "rank_by_test": rank_of(test_mean),
+           "n_cells": n_i * n_j, "epochs": s.grid_epochs, "seeds": s.grid_seeds, "rank": rank,
+           "prototypes": prototypes,
+           "val_seed_sd": float(val.std(0, ddof=1).mean()) if s.grid_seeds > 1 else None}
     figure = Figure(figsize=(11, 4.2), layout="constrained")
-    for axis, scores, title in zip(figure.subplots(1, 2), (val, test), ("validation", "test"), strict=True):
-        image = axis.imshow(scores, cmap="viridis", aspect="auto", vmin=min(val.min(), test.min()),
-                            vmax=max(val.max(), test.max()))
+    for axis, scores, title in zip(figure.subplots(1, 2), (val_mean, test_mean), ("validation", "test"), strict=True):
+        image = axis.imshow(scores, cmap="viridis", aspect="auto", vmin=min(val_mean.min(), test_mean.min()),
+                            vmax=max(val_mean.max(), test_mean.max()))
         for i in range(n_i):
             for j in range(n_j):
                 axis.text(j, i, f"{scores[i, j]:.2f}", ha="center", va="center", fontsize=7,
@@ -477,10 +492,13 @@ def report(results: list[dict[str, Any]], grid: dict[str, Any] | None, pretrain:
     if grid is not None:
         val, test = np.asarray(grid["val_f1"]), np.asarray(grid["test_f1"])
         lines += [
-            "## Position selection against the exhaustive grid (ECG→PPG)", "",
+            f"## Position selection against the exhaustive grid ({grid['direction']})", "",
             f"Every new-FM layer i × every old-FM position j ({grid['n_cells']} cells), each bridge trained "
-            f"{grid['epochs']} epochs with the same r = {grid['rank']}, P = {grid['prototypes']}, lr and seed; "
-            "cell = validation / test macro-F1 (bridge kept by validation). Selected (i, j) = "
+            f"{grid['epochs']} epochs with the same r = {grid['rank']}, P = {grid['prototypes']} and lr, "
+            f"{grid['seeds']} seed(s) per cell; cell = validation / test macro-F1 (bridge kept by validation), "
+            "averaged over seeds"
+            + (f" (mean SD between seeds {grid['val_seed_sd']:.3f})" if grid["val_seed_sd"] is not None else "")
+            + ". Selected (i, j) = "
             f"**({grid['i']}, {grid['j']})**: rank **{grid['rank_by_val']}** of {grid['n_cells']} by validation, "
             f"**{grid['rank_by_test']}** by test (target: top 3). Heat map: `figures/transfer_grid.png`.", "",
             "| i \\ j | " + " | ".join(str(j) for j in range(val.shape[1])) + " |",
@@ -524,9 +542,9 @@ def main(argv: list[str] | None = None) -> int:
         if name in s.directions:
             results.append(run_direction(name, scenario, data[scenario], splits[scenario], fms, s, a.figures))
     grid = None
-    first = next((r for r in results if r["direction"] == "ECG→PPG"), None)
-    if s.grid and first is not None:
-        grid = run_grid(first, s, a.figures)
+    target = next((r for r in results if r["direction"] == s.grid_direction), None)
+    if s.grid and target is not None:
+        grid = run_grid(target, s, a.figures)
     wall = time.perf_counter() - T0
     for r in results:
         r.pop("_models")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -12,15 +12,24 @@ from torch import nn
 from devices.errors import BadInputError
 
 
-@torch.no_grad()
+def iter_batches(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray | torch.Tensor, batch_size: int
+) -> Iterator[torch.Tensor]:
+    """Yield ``fn`` of consecutive batches of ``x`` ``(N, ...)`` of ``batch_size`` rows, each without grad."""
+    tensor = torch.as_tensor(x)
+    if len(tensor) == 0:
+        raise BadInputError("no windows to run the model on (empty split)")
+    for start in range(0, len(tensor), batch_size):
+        with torch.no_grad():  # not around the yield: grad mode would leak into the caller while suspended
+            out = fn(tensor[start : start + batch_size])
+        yield out
+
+
 def map_batches(
     fn: Callable[[torch.Tensor], torch.Tensor], x: np.ndarray | torch.Tensor, batch_size: int
 ) -> torch.Tensor:
     """Apply ``fn`` to ``x`` ``(N, ...)`` in batches of ``batch_size`` without grad; concatenate along dim 0."""
-    tensor = torch.as_tensor(x)
-    if len(tensor) == 0:
-        raise BadInputError("no windows to run the model on (empty split)")
-    return torch.cat([fn(tensor[s : s + batch_size]) for s in range(0, len(tensor), batch_size)])
+    return torch.cat(list(iter_batches(fn, x, batch_size)))
 
 
 def known_labels(labels: np.ndarray, n_classes: int, what: str) -> np.ndarray:
@@ -44,7 +53,6 @@ def balanced_class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
 def state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
     """Deep copy of ``module``'s state dict (to keep the best-by-validation weights)."""
     return copy.deepcopy(module.state_dict())
-
 
 
 def train_only_used(module: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], probe: torch.Tensor) -> None:

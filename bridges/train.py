@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from bridges.data.windows import PairedWindows
 from bridges.fm.base import FoundationModel
 from bridges.metrics import FitHistory, Metrics, count_trainable, metrics_from_predictions
 from bridges.models import BridgedModel, OldModel, mean_tokens
+from bridges.target_cache import TargetCache
 from devices._checks import check_value, ensure_int, ensure_positive
 from devices.errors import BadInputError
 
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "ALIGNS",
     "LOSSES",
+    "PRECISIONS",
     "TrainResult",
     "bridge_loss",
     "cache_bridge_inputs",
@@ -57,6 +60,7 @@ __all__ = [
 
 LOSSES = ("cosine", "mse", "l1")
 ALIGNS = ("last", "bridge")
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass
@@ -82,6 +86,7 @@ class TrainResult(FitHistory):
     d_out: int
     n_pair: int
     n_trainable: int
+    precision: str = "float32"
 
 
 def bridge_loss(pred: torch.Tensor, target: torch.Tensor, loss: str = "cosine") -> torch.Tensor:
@@ -115,6 +120,14 @@ def cache_bridge_inputs(
     return map_batches(lambda t: mean_tokens(new_fm.prefix(preprocess(t), upto=i)), x, batch_size)
 
 
+def _target_fn(old_model: OldModel, j: int, align: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    check_value(align, ALIGNS, "align")
+    old_model.eval()
+    if align == "last":
+        return old_model.final_hidden
+    return lambda t: layer_input(old_model.fm, old_model.preprocess(t), j)
+
+
 @torch.no_grad()
 def cache_targets(
     old_model: OldModel, x_old: np.ndarray, *, j: int, align: str = "last", batch_size: int = 32
@@ -124,16 +137,12 @@ def cache_targets(
     ``align="last"``: the old FM's final hidden state ``(N, T, d)``; ``align="bridge"``: its layer-``j`` input
     tokens ``(N, T_j, d_j)``.
     """
-    check_value(align, ALIGNS, "align")
-    old_model.eval()
-    if align == "last":
-        return map_batches(old_model.final_hidden, x_old, batch_size)
-    return map_batches(lambda t: layer_input(old_model.fm, old_model.preprocess(t), j), x_old, batch_size)
+    return map_batches(_target_fn(old_model, j, align), x_old, batch_size)
 
 
 @torch.no_grad()
 def _proba(bridged: BridgedModel, features: torch.Tensor, batch_size: int) -> np.ndarray:
-    return map_batches(bridged.proba_from_features, features, batch_size).numpy()
+    return map_batches(bridged.proba_from_features, features, batch_size).float().numpy()
 
 
 def _score(bridged: BridgedModel, features: torch.Tensor, windows: PairedWindows, index: np.ndarray) -> Metrics:
@@ -162,6 +171,8 @@ def train_bridge(
     eval_every: int = 1,
     random_state: int = 0,
     max_grad_norm: float | None = 1.0,
+    targets_dir: str | Path | None = None,
+    precision: str = "float32",
     progress: bool = True,
     plot_path: str | Path | None = None,
 ) -> tuple[BridgedModel, TrainResult]:
@@ -204,6 +215,14 @@ def train_bridge(
         (random-init transformers) that input has zero variance and the LayerNorm's gradient is ~1/sqrt(eps)
         (1e16 measured). One such step fills Adam's second-moment estimate and stalls training for ~1000 steps;
         clipping removes it and rarely binds afterwards.
+    targets_dir : str or Path, optional
+        Keep the cached targets in an unlinked temporary file in this directory, read one batch per step,
+        instead of in RAM (:class:`bridges.target_cache.TargetCache`): training then holds only the bridge,
+        the suffix's working set and the small bridge-input cache. Same results; a little I/O per step.
+    precision : {"float32", "bfloat16"}
+        ``"bfloat16"`` runs the frozen FMs and the bridge under ``torch.autocast`` (bf16 matrix products, on CPUs
+        with AMX/AVX-512 BF16 about 2× faster; the bridge's weights, Adam and the loss stay float32). The cached
+        features and targets are kept as float32 either way.
     progress : bool
         Show a tqdm progress bar with the loss.
     plot_path : str or Path, optional
@@ -217,6 +236,7 @@ def train_bridge(
     """
     check_value(loss, LOSSES, "loss")
     check_value(align, ALIGNS, "align")
+    check_value(precision, PRECISIONS, "precision")
     epochs = ensure_int(epochs, "epochs", minimum=1)
     batch_size = ensure_int(batch_size, "batch_size", minimum=1)
     eval_every = ensure_int(eval_every, "eval_every", minimum=1)
@@ -235,24 +255,30 @@ def train_bridge(
     generator = torch.Generator().manual_seed(random_state)
 
     start = time.perf_counter()
-    features = cache_bridge_inputs(new_fm, new_preprocess, pair_windows.new, i=i, batch_size=batch_size)
-    targets = cache_targets(old_model, pair_windows.old, j=j, align=align, batch_size=batch_size)
-    val_features = cache_bridge_inputs(new_fm, new_preprocess, val_windows.new[val_index], i=i, batch_size=64)
-    test_features = (
-        cache_bridge_inputs(new_fm, new_preprocess, test_windows.new[test_index], i=i, batch_size=64)
-        if len(test_index) else None
-    )
+    device = next(old_fm.parameters()).device
+
+    def amp() -> torch.autocast:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+    with amp():
+        features = cache_bridge_inputs(new_fm, new_preprocess, pair_windows.new, i=i, batch_size=batch_size).float()
+        val_features = cache_bridge_inputs(new_fm, new_preprocess, val_windows.new[val_index], i=i,
+                                           batch_size=64).float()
+        test_features = (
+            cache_bridge_inputs(new_fm, new_preprocess, test_windows.new[test_index], i=i, batch_size=64).float()
+            if len(test_index) else None
+        )
     # The old FM's layer-j input shape is what the bridge must emit.
-    with torch.no_grad():
-        n_pool = max(n_prototypes, 32) if init == "randreal_P" else 1  # rand_P needs only the shape
-        tokens = targets if align == "bridge" else _prototype_pool(old_model, pair_windows, j, n_pool, generator,
-                                                                    batch_size)
+    n_pool = max(n_prototypes, 32) if init == "randreal_P" else 1  # rand_P needs only the shape
+    tokens = _prototype_pool(old_model, pair_windows, j, n_pool, generator, batch_size)
     config = BridgeConfig(d_in=features.shape[1], n_tokens=tokens.shape[1], d_out=tokens.shape[2], rank=rank,
                           n_prototypes=n_prototypes, init=init)
     bridge = PrototypeBridge(config, generator=generator)
     if init == "randreal_P":
         bridge.init_prototypes_from(tokens, generator=generator)
     del tokens
+    with amp():
+        target_cache = TargetCache.build(_target_fn(old_model, j, align), pair_windows.old, batch_size, targets_dir)
     cache_seconds = time.perf_counter() - start
     bridged = BridgedModel(new_preprocess, new_fm, bridge, old_fm, old_model.head, i=i, j=j)
 
@@ -260,39 +286,44 @@ def train_bridge(
         i=i, j=j, rank=rank, n_prototypes=n_prototypes, init=init, loss=loss, align=align, epochs=epochs, lr=lr,
         batch_size=batch_size, d_in=config.d_in, n_tokens=config.n_tokens, d_out=config.d_out,
         n_pair=len(pair_windows), n_trainable=count_trainable(bridged), cache_seconds=cache_seconds,
+        precision=precision,
     )
     optimizer = torch.optim.Adam(bridge.parameters(), lr=lr)
+    forward = bridge if align == "bridge" else bridged.final_hidden_from_features
     best_state = state_copy(bridge)
     train_seconds = 0.0
     bar = tqdm(range(1, epochs + 1), desc="bridge", disable=not progress, leave=False)
-    for epoch in bar:
-        bridged.train()
-        start = time.perf_counter()
-        order = torch.randperm(len(features), generator=generator)
-        total = 0.0
-        for s in range(0, len(order), batch_size):
-            batch = order[s : s + batch_size]
-            pred = bridge(features[batch]) if align == "bridge" else bridged.final_hidden_from_features(features[batch])
-            step_loss = bridge_loss(pred, targets[batch], loss)
-            optimizer.zero_grad()
-            step_loss.backward()
-            if max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(bridge.parameters(), max_grad_norm)
-            optimizer.step()
-            total += float(step_loss.detach()) * len(batch)
-        train_seconds += time.perf_counter() - start
-        result.train_loss.append(total / len(order))
-        bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}")
-        if epoch % eval_every and epoch != epochs:
-            continue
-        bridged.eval()
-        val = _score(bridged, val_features, val_windows, val_index)
-        test = _score(bridged, test_features, test_windows, test_index) if test_features is not None else None
-        is_best = result.record_eval(epoch, val, test)
-        bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", val_f1=f"{val.f1_macro:.3f}")
-        logger.debug("Epoch %d: loss %.5f, validation macro-F1 %.4f.", epoch, result.train_loss[-1], val.f1_macro)
-        if is_best:
-            best_state = state_copy(bridge)
+    with target_cache as targets:
+        for epoch in bar:
+            bridged.train()
+            start = time.perf_counter()
+            order = torch.randperm(len(features), generator=generator)
+            total = 0.0
+            for s in range(0, len(order), batch_size):
+                batch = order[s : s + batch_size]
+                with amp():
+                    pred = forward(features[batch])
+                step_loss = bridge_loss(pred.float(), targets[batch], loss)
+                optimizer.zero_grad()
+                step_loss.backward()
+                if max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(bridge.parameters(), max_grad_norm)
+                optimizer.step()
+                total += float(step_loss.detach()) * len(batch)
+            train_seconds += time.perf_counter() - start
+            result.train_loss.append(total / len(order))
+            bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}")
+            if epoch % eval_every and epoch != epochs:
+                continue
+            bridged.eval()
+            with amp():
+                val = _score(bridged, val_features, val_windows, val_index)
+                test = _score(bridged, test_features, test_windows, test_index) if test_features is not None else None
+            is_best = result.record_eval(epoch, val, test)
+            bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", val_f1=f"{val.f1_macro:.3f}")
+            logger.debug("Epoch %d: loss %.5f, validation macro-F1 %.4f.", epoch, result.train_loss[-1], val.f1_macro)
+            if is_best:
+                best_state = state_copy(bridge)
 
     bridge.load_state_dict(best_state)
     bridged.eval()

@@ -85,15 +85,17 @@ def test_reference_injection_at_wrong_layer_disagrees():
     assert abs(wrong[0] - our_losses[0]) > 1e-4  # > 10x the agreement tolerance above
 
 
-def test_run_approach_and_table():
+def test_run_approach_and_table(tmp_path):
     direction = tiny("ppg2ecg")
     results = {
         approach: bench.run_approach(bench.RunSpec(direction, approach, size="tiny", batch_size=4, steps=2,
-                                                   warmup=1, pair_windows=40, threads=1))
-        for approach in ("reference", "ours", "distillation")
+                                                   warmup=1, pair_windows=40, threads=1, targets_dir=str(tmp_path)))
+        for approach in bench.APPROACHES
     }
     ours, dist = results["ours"], results["distillation"]
     assert ours["losses"] == pytest.approx(results["reference"]["losses"], rel=1e-4, abs=1e-5)
+    assert ours["losses"] == results["ours_ram"]["losses"]  # targets read from the file are the same floats
+    assert ours["cache_mib"] < results["ours_ram"]["cache_mib"]  # only the bridge inputs stay in RAM
     assert ours["trainable_params"] == ours["bridge_params"]  # counted on the module vs r·d_in + P·T·r + d_out·P
     assert dist["trainable_params"] > 0
     assert ours["floor_flops"] > 0 and ours["floor_s"] > 0 and ours["cache_mib"] > 0

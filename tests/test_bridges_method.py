@@ -245,6 +245,31 @@ def test_end_to_end_bridge_beats_chance_and_distill_costs_more(splits, old_model
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_targets_on_disk_train_the_same_bridge(splits, old_model, tmp_path):
+    runs = [
+        train_bridge(old_model, new_fm(), None, splits["pair"], splits["val"], splits["test"], i=2, j=1, rank=2,
+                     n_prototypes=4, epochs=2, lr=1e-2, progress=False, targets_dir=directory)
+        for directory in (None, tmp_path / "targets")
+    ]
+    (in_ram, a), (on_disk, b) = runs
+    assert a.train_loss == b.train_loss and a.val_metrics == b.val_metrics
+    for key, value in in_ram.bridge.state_dict().items():
+        torch.testing.assert_close(on_disk.bridge.state_dict()[key], value, rtol=0, atol=0)
+    assert list((tmp_path / "targets").iterdir()) == []  # the temporary file is gone
+
+
+def test_bfloat16_training_learns_and_keeps_float32_weights(splits, old_model):
+    bridged, result = train_bridge(
+        old_model, new_fm(), None, splits["pair"], splits["val"], splits["test"], i=2, j=1, rank=4, n_prototypes=16,
+        epochs=6, lr=1e-2, random_state=0, progress=False, precision="bfloat16",
+    )
+    assert result.precision == "bfloat16" and result.train_loss[-1] < result.train_loss[0]
+    assert all(p.dtype == torch.float32 for p in bridged.bridge.parameters())
+    assert evaluate(bridged, splits["test"]).f1_macro > 0.7  # the float32 pipeline works with the bf16-trained bridge
+    with pytest.raises(ValueError, match="precision"):
+        train_bridge(old_model, new_fm(), None, splits["pair"], splits["val"], None, i=2, j=1, precision="fp8")
+
+
 def test_rand_p_and_other_losses_run(splits, old_model):
     for loss, align in (("mse", "last"), ("l1", "bridge")):
         _, result = train_bridge(
