@@ -50,12 +50,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import json
 import math
 import os
-import platform
-import resource
 import shlex
 import statistics
 import sys
@@ -73,6 +70,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine, memory_baseline, memory_peak  # noqa: E402
 
 from bridges._batching import map_batches, train_only_used  # noqa: E402
 from bridges.bridge import BridgeConfig, PrototypeBridge  # noqa: E402
@@ -330,40 +330,6 @@ def run_steps(step: Callable[[torch.Tensor], float], order: list[torch.Tensor],
     return losses, seconds
 
 
-def _status_kib(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def memory_baseline(device: str) -> int:
-    """Reset the peak-memory counter; return the current level (bytes)."""
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS (Linux ≥ 4.0)
-        return _status_kib("VmRSS") * 1024
-    except OSError:  # no reset: the baseline is the high-water mark so far
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def memory_peak(baseline: int, device: str) -> int:
-    """Peak memory above ``baseline`` since :func:`memory_baseline` (bytes)."""
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() - baseline
-    try:
-        # VmHWM is updated lazily and can trail the current RSS: take whichever is larger.
-        peak = max(_status_kib("VmHWM"), _status_kib("VmRSS")) * 1024
-    except (OSError, KeyError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    # RSS can fall below the baseline (freed pages returned to the OS); a peak above it is never negative.
-    return max(0, peak - baseline)
-
-
 def _full_size(cache: torch.Tensor, n: int) -> torch.Tensor:
     """``cache`` tiled to ``n`` rows (real memory, as a whole pair set's cache would hold)."""
     out = torch.empty((n, *cache.shape[1:]), dtype=cache.dtype, device=cache.device)
@@ -493,18 +459,6 @@ def direction_table(direction: Direction, results: dict[str, dict[str, Any]], *,
         f"- |loss step 1 ours − reference| = {abs(ours['losses'][0] - ref['losses'][0]):.2e}",
     ]
     return "\n".join(lines)
-
-
-def machine() -> str:
-    """One line: CPU model and cores (or GPU), Python and torch versions, threads."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{cpu}, {os.cpu_count()} cores{gpu}; Python {platform.python_version()}, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} torch threads")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine  # noqa: E402
 
 from bridges.steps import export_step, fit_head_step, select_step, train_step  # noqa: E402
 from bridges.workflow import TransferRun  # noqa: E402
@@ -51,19 +53,9 @@ def sections(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "train": {"i": 1 if smoke else 4, "j": 1 if smoke else 2, "rank": 8, "n_prototypes": 150,
                   "epochs": args.epochs, "lr": 1e-4, "batch_size": 16, "eval_every": args.eval_every,
                   "targets_on_disk": True, "precision": args.precision},
-        "export": {"path": "wesad_ecg_to_ppg.bxb", "task": "stress"},
+        "export": {"path": str(args.out.resolve() / "wesad_ecg_to_ppg.bxb"), "task": "stress"},
         "output": {"dir": str(args.out.resolve())},
     }
-
-
-def machine() -> str:
-    """CPU model, cores, torch version and threads."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(lines), flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps({"seconds": seconds, "total_min": total_min, "splits": sizes,
+        args.json.write_text(json.dumps({"seconds": seconds, "total_min": total_min, "splits": sizes, "bundle": bundle,
                                          "train": trained, "select": chosen, "args": vars(args)}, indent=1,
                                         default=str))
     return 0
