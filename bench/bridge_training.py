@@ -36,14 +36,17 @@ FMs and the data; on CPU the kernel's peak-RSS counter is reset there through ``
   at full pair-set size so its memory counts), then per step ``BridgedModel.final_hidden_from_features`` (bridge
   + old-FM layers j..end) + ``bridge_loss`` + backward + clip + Adam. The targets sit in a
   :class:`bridges.target_cache.TargetCache` file read per batch (``train_bridge(targets_dir=...)``, the
-  ``[train] targets_on_disk`` setting); **ours, targets in RAM** is the same loop with them in memory.
+  ``[train] targets_on_disk`` setting), each batch of 16 runs as chunks of ``Direction.micro_batch`` windows
+  with gradients accumulated (``micro_batch_size``; the same update), and the one-off caching runs in passes of
+  4 windows (``cache_batch_size``).
+  **ours, plain**: the same loop with the targets in RAM and whole batches.
 - **floor**: bridge + old-FM suffix forward and backward on pre-made tensors (no indexing, no optimiser); its
   FLOPs counted with ``torch.utils.flop_counter.FlopCounterMode``.
 - **distillation**: :mod:`bridges.distill`'s step: the whole new FM (unfrozen, a copy) + a linear head on the
   old model's cached soft predictions (T = 2), Adam.
 
 Run: ``python bench/bridge_training.py [--directions ecg2ppg,ppg2ecg,ecg2eeg,eeg2ecg] [--steps 3] [--warmup 1]
-[--pair-windows 2000] [--threads N] [--device cpu|cuda] [--json out.json]``
+[--pair-windows 2000] [--micro-batch N] [--threads N] [--device cpu|cuda] [--json out.json]``
 """
 
 from __future__ import annotations
@@ -87,8 +90,12 @@ from bridges.target_cache import TargetCache  # noqa: E402
 from bridges.train import bridge_loss, cache_bridge_inputs, cache_targets, layer_input  # noqa: E402
 
 EPOCHS_AMORTISED = 50
-#: "ours" keeps the targets in a file read per batch; "ours_ram" keeps them in memory.
-APPROACHES = ("reference", "ours", "ours_ram", "distillation")
+#: "ours": targets in a file read per batch, caching and steps in micro-batches (``Direction.micro_batch``);
+#: "ours_plain": targets in RAM, whole batches.
+APPROACHES = ("reference", "ours", "ours_plain", "distillation")
+#: Ours' windows per caching pass (``train_bridge(cache_batch_size=...)``): whole FMs run without a gradient there,
+#: and the transient memory of that one-off pass scales with it.
+CACHE_PASS = 4
 N_CLASSES = 3
 TEMPERATURE = 2.0
 
@@ -105,13 +112,19 @@ class Direction:
     j: int
     rank: int
     n_prototypes: int
+    #: Ours' chunk of a batch of 16 (gradient accumulation): 8 halves the suffix's activation memory at ≤ 1.2× the
+    #: floor; LaBraM's 181-token suffix needs 4 to stay under half the reference loop's peak; PaPaGei's last blocks
+    #: (PPG→ECG, j = 11) are so small that whole batches are best.
+    micro_batch: int | None = 8
 
 
 DIRECTIONS: dict[str, Direction] = {
     "ecg2ppg": Direction("WESAD ECG→PPG", "hubert", "papagei", 60.0, i=4, j=2, rank=8, n_prototypes=150),
-    "ppg2ecg": Direction("WESAD PPG→ECG", "papagei", "hubert", 60.0, i=7, j=11, rank=32, n_prototypes=50),
+    "ppg2ecg": Direction("WESAD PPG→ECG", "papagei", "hubert", 60.0, i=7, j=11, rank=32, n_prototypes=50,
+                         micro_batch=None),
     "ecg2eeg": Direction("ISRUC ECG→EEG", "hubert", "labram", 30.0, i=11, j=0, rank=4, n_prototypes=200),
-    "eeg2ecg": Direction("ISRUC EEG→ECG", "labram", "hubert", 30.0, i=7, j=2, rank=32, n_prototypes=300),
+    "eeg2ecg": Direction("ISRUC EEG→ECG", "labram", "hubert", 30.0, i=7, j=2, rank=32, n_prototypes=300,
+                         micro_batch=4),
 }
 
 
@@ -254,17 +267,28 @@ class OurStep:
     """One step of :func:`bridges.train.train_bridge`'s inner loop on cached features and targets."""
 
     def __init__(self, setup: Setup, bridge: PrototypeBridge, features: torch.Tensor, targets: TargetCache, *,
-                 lr: float = 1e-4, max_grad_norm: float | None = 1.0, loss: str = "cosine") -> None:
+                 lr: float = 1e-4, max_grad_norm: float | None = 1.0, loss: str = "cosine",
+                 micro_batch: int | None = None) -> None:
         d = setup.direction
         self.bridged = BridgedModel(nn.Identity(), setup.new_fm, bridge, setup.old_model.fm, setup.old_model.head,
                                     i=d.i, j=d.j).train()
         self.features, self.targets, self.loss, self.max_grad_norm = features, targets, loss, max_grad_norm
+        self.micro_batch = micro_batch
         self.optimizer = torch.optim.Adam(bridge.parameters(), lr=lr)
 
     def __call__(self, index: torch.Tensor) -> float:
-        pred = self.bridged.final_hidden_from_features(self.features[index])
-        return _update(bridge_loss(pred, self.targets[index], self.loss), list(self.bridged.bridge.parameters()),
-                       self.optimizer, self.max_grad_norm)
+        self.optimizer.zero_grad()
+        chunk, total = self.micro_batch or len(index), 0.0
+        for m in range(0, len(index), chunk):  # gradient accumulation, as train_bridge(micro_batch_size=...)
+            part = index[m : m + chunk]
+            pred = self.bridged.final_hidden_from_features(self.features[part])
+            part_loss = bridge_loss(pred, self.targets[part], self.loss) * (len(part) / len(index))
+            part_loss.backward()
+            total += float(part_loss.detach())
+        if self.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.bridged.bridge.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        return total
 
 
 def floor_step(setup: Setup, bridge: PrototypeBridge, features: torch.Tensor,
@@ -356,6 +380,7 @@ class RunSpec:
     device: str = "cpu"
     seed: int = 0
     targets_dir: str | None = None
+    micro_batch: int | None = None
 
 
 def run_approach(spec: RunSpec) -> dict[str, Any]:
@@ -370,10 +395,11 @@ def run_approach(spec: RunSpec) -> dict[str, Any]:
     baseline = memory_baseline(spec.device)
     if spec.approach == "reference":
         step: Callable[[torch.Tensor], float] = ReferenceStep(setup, new_bridge(setup), **opts)
-    elif spec.approach in ("ours", "ours_ram"):
+    elif spec.approach in ("ours", "ours_plain"):
+        micro = spec.micro_batch if spec.approach == "ours" else None
         _sync(spec.device)
         start = time.perf_counter()
-        features, pool_targets = our_cache(setup, spec.batch_size)
+        features, pool_targets = our_cache(setup, CACHE_PASS if spec.approach == "ours" else spec.batch_size)
         _sync(spec.device)
         out["cache_s_per_window"] = (time.perf_counter() - start) / len(setup.x_old)
         features = _full_size(features, spec.pair_windows)
@@ -382,7 +408,8 @@ def run_approach(spec: RunSpec) -> dict[str, Any]:
             targets.append(pool_targets[: spec.pair_windows - start])
         del pool_targets
         out["cache_mib"] = (features.nbytes + targets.resident_bytes) / 2**20
-        step = OurStep(setup, new_bridge(setup), features, targets, **opts)
+        out["micro_batch"] = micro
+        step = OurStep(setup, new_bridge(setup), features, targets, micro_batch=micro, **opts)
     elif spec.approach == "distillation":
         step = DistillStep(setup, lr=spec.lr, batch_size=spec.batch_size, seed=spec.seed)
         out["trainable_params"] = step.n_trainable
@@ -391,7 +418,7 @@ def run_approach(spec: RunSpec) -> dict[str, Any]:
     losses, seconds = run_steps(step, order, spec.device)
     out.update(peak_bytes=memory_peak(baseline, spec.device), losses=losses,
                step_s=statistics.median(seconds[spec.warmup :]))
-    if spec.approach in ("ours", "ours_ram"):
+    if spec.approach in ("ours", "ours_plain"):
         out["trainable_params"] = count_trainable(step.bridged)
         floor = floor_step(setup, new_bridge(setup), features[: spec.batch_size].clone(),
                            targets[: spec.batch_size].clone())
@@ -415,45 +442,49 @@ def direction_table(direction: Direction, results: dict[str, dict[str, Any]], *,
                     pair_windows: int) -> str:
     """The markdown table and ratio lines of one direction."""
     steps_per_epoch = math.ceil(pair_windows / batch_size)
-    ref, ours, ram, dist = (results[k] for k in APPROACHES)
-    cache_s = ours["cache_s_per_window"] * pair_windows
+    ref, ours, plain, dist = (results[k] for k in APPROACHES)
+    cache_s = {k: results[k]["cache_s_per_window"] * pair_windows for k in ("ours", "ours_plain")}
     epoch = {k: r["step_s"] * steps_per_epoch for k, r in results.items()}
-    ours_epoch = epoch["ours"] + cache_s / EPOCHS_AMORTISED
+    with_cache = {**epoch, **{k: epoch[k] + s / EPOCHS_AMORTISED for k, s in cache_s.items()}}
     floor_epoch = ours["floor_s"] * steps_per_epoch
     mib = {k: r["peak_bytes"] / 2**20 for k, r in results.items()}
+    micro = ours.get("micro_batch") or batch_size
     d = direction
     lines = [
         f"### {d.name}: old {d.old} j={d.j} ← new {d.new} i={d.i}, r={d.rank}, P={d.n_prototypes}, "
         f"{d.window_s:g} s windows",
         "",
-        f"Epoch = {pair_windows} pair windows = {steps_per_epoch} steps of {batch_size}; ours' cache of the pair set "
-        f"takes {cache_s:.1f} s once ({cache_s / EPOCHS_AMORTISED:.2f} s/epoch over {EPOCHS_AMORTISED} epochs) and "
-        f"holds {ours['cache_mib']:.1f} MiB in RAM with the targets on disk, {ram['cache_mib']:.0f} MiB without.",
+        f"Epoch = {pair_windows} pair windows = {steps_per_epoch} steps of {batch_size}. Ours: targets in a file "
+        f"read per batch, each batch run as chunks of {micro} windows (gradients accumulated; same update), cache "
+        f"of the pair set built in passes of {CACHE_PASS}: {cache_s['ours']:.1f} s once "
+        f"({cache_s['ours'] / EPOCHS_AMORTISED:.2f} s/epoch over {EPOCHS_AMORTISED} epochs), "
+        f"{ours['cache_mib']:.1f} MiB in RAM. Ours, plain: targets in RAM ({plain['cache_mib']:.0f} MiB), whole "
+        "batches.",
         "",
         "| approach | s/step | s/epoch | s/epoch incl. cache/50 | peak MiB | loss step 1 | loss last step "
         "| trainable params |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    rows = [("reference", ref, epoch["reference"], epoch["reference"], ref["bridge_params"]),
-            ("ours", ours, epoch["ours"], ours_epoch, ours["trainable_params"]),
-            ("ours, targets in RAM", ram, epoch["ours_ram"], epoch["ours_ram"] + cache_s / EPOCHS_AMORTISED,
-             ram["trainable_params"]),
-            ("distillation", dist, epoch["distillation"], epoch["distillation"], dist["trainable_params"])]
-    for name, r, ep, ep_all, params in rows:
-        lines.append(f"| {name} | {r['step_s']:.3f} | {ep:.1f} | {ep_all:.1f} | {r['peak_bytes'] / 2**20:.0f} | "
-                     f"{r['losses'][0]:.6f} | {r['losses'][-1]:.6f} | {params:,} |")
-    lines.append(f"| floor (bridge + suffix fwd/bwd) | {ours['floor_s']:.3f} | {floor_epoch:.1f} | | | | | |")
+    labels = {"reference": "reference", "ours": "ours", "ours_plain": "ours, plain", "distillation": "distillation"}
+    for key, r in results.items():
+        params = r.get("trainable_params", r["bridge_params"])
+        lines.append(f"| {labels[key]} | {r['step_s']:.3f} | {epoch[key]:.1f} | {with_cache[key]:.1f} | "
+                     f"{mib[key]:.0f} | {r['losses'][0]:.6f} | {r['losses'][-1]:.6f} | {params:,} |")
+    lines.append(f"| floor (bridge + suffix fwd/bwd, whole batch) | {ours['floor_s']:.3f} | {floor_epoch:.1f} "
+                 "| | | | | |")
     gflop = ours["floor_flops"] / 1e9
     lines += [
         "",
         f"- speed-up reference/ours: {_ratio(ref['step_s'], ours['step_s']):.2f}× per step, "
-        f"{_ratio(epoch['reference'], ours_epoch):.2f}× per epoch with the cache amortised (target 2–6×)",
-        f"- ours/floor: {_ratio(ours['step_s'], ours['floor_s']):.2f}× (target ≤ 1.25×); floor {gflop:.1f} GFLOP/step "
+        f"{_ratio(epoch['reference'], with_cache['ours']):.2f}× per epoch with the cache amortised (target 2–6×); "
+        f"plain: {_ratio(epoch['reference'], with_cache['ours_plain']):.2f}×",
+        f"- ours/floor: {_ratio(ours['step_s'], ours['floor_s']):.2f}× (target ≤ 1.25×), plain/floor "
+        f"{_ratio(plain['step_s'], ours['floor_s']):.2f}×; floor {gflop:.1f} GFLOP/step "
         f"= {_ratio(gflop, ours['floor_s']):.1f} GFLOP/s achieved",
         f"- memory ours/reference: {_ratio(mib['ours'], mib['reference']):.2f} (target ≤ 0.5); "
-        f"ours/distillation: {_ratio(mib['ours'], mib['distillation']):.2f} (target ≤ 0.5); with the targets in "
-        f"RAM: {_ratio(mib['ours_ram'], mib['reference']):.2f} of reference, "
-        f"{_ratio(mib['ours_ram'], mib['distillation']):.2f} of distillation",
+        f"ours/distillation: {_ratio(mib['ours'], mib['distillation']):.2f} (target ≤ 0.5); plain: "
+        f"{_ratio(mib['ours_plain'], mib['reference']):.2f} of reference, "
+        f"{_ratio(mib['ours_plain'], mib['distillation']):.2f} of distillation",
         f"- params bridge/distillation: {100 * _ratio(ours['trainable_params'], dist['trainable_params']):.1f}% "
         "(target ≤ 12%)",
         f"- |loss step 1 ours − reference| = {abs(ours['losses'][0] - ref['losses'][0]):.2e}",
@@ -476,6 +507,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="real", choices=("real", "tiny"), help="tiny: test configs, for a dry run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write all measurements here")
+    parser.add_argument("--micro-batch", type=int, default=None,
+                        help="ours: windows per chunk of a batch (gradient accumulation) and per caching pass, for "
+                             "every direction (default: each direction's own; 0: none)")
     parser.add_argument("--targets-dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="folder of ours' target-cache file (unlinked; a disk, not tmpfs, for a fair count)")
     args = parser.parse_args(argv)
@@ -495,7 +529,8 @@ def main(argv: list[str] | None = None) -> None:
                            warmup=args.warmup, pair_windows=args.pair_windows, lr=args.lr,
                            max_grad_norm=args.max_grad_norm if args.max_grad_norm > 0 else None,
                            threads=args.threads, device=args.device, seed=args.seed,
-                           targets_dir=str(args.targets_dir))
+                           targets_dir=str(args.targets_dir),
+                           micro_batch=direction.micro_batch if args.micro_batch is None else args.micro_batch or None)
             start = time.perf_counter()
             results[approach] = run_isolated(spec)
             print(f"[{name}] {approach}: {results[approach]['step_s']:.3f} s/step "

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--duration-s", type=float, default=720.0, help="seconds per subject (720: ~2,000 windows)")
+    parser.add_argument("--duration-s", type=float, default=1000.0,
+                        help="seconds per subject (1000: about 2,000 single-label 60-s windows)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("whole-transfer-run"))
     parser.add_argument("--json", type=Path, default=None)

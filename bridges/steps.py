@@ -80,7 +80,9 @@ def train_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
         old, new_fm, new_preprocess, splits["pair"], splits["val"], splits["test"], i=i, j=j, rank=cfg.rank,
         n_prototypes=cfg.n_prototypes, init=cfg.init, loss=cfg.loss, align=cfg.align, epochs=cfg.epochs, lr=cfg.lr,
         batch_size=cfg.batch_size, eval_every=cfg.eval_every, random_state=cfg.seed,
-        targets_dir=run.out_dir if cfg.targets_on_disk else None, precision=cfg.precision, progress=progress,
+        targets_dir=run.out_dir if cfg.targets_on_disk else None, micro_batch_size=cfg.micro_batch_size,
+        cache_batch_size=cfg.cache_batch_size,
+        precision=cfg.precision, progress=progress,
         plot_path=run.artefact("train.png"),
     )
     run.save_state(bridged.bridge, run.artefact("bridge.safetensors"))

@@ -90,6 +90,10 @@ class TrainSection:
     seed: int = 0
     #: Keep the cached alignment targets in a temporary file in the output folder, read per batch, not in RAM.
     targets_on_disk: bool = False
+    #: Run each batch in chunks of this many windows, accumulating gradients (less activation memory).
+    micro_batch_size: int | None = None
+    #: Windows per no-grad pass when caching and scoring (default: the micro-batch, else the batch).
+    cache_batch_size: int | None = None
     #: "float32" or "bfloat16" (autocast; about 2x faster on CPUs with AMX or AVX-512 BF16).
     precision: str = "float32"
 

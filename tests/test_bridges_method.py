@@ -258,6 +258,20 @@ def test_targets_on_disk_train_the_same_bridge(splits, old_model, tmp_path):
     assert list((tmp_path / "targets").iterdir()) == []  # the temporary file is gone
 
 
+def test_micro_batches_give_the_same_updates(splits, old_model):
+    runs = [
+        train_bridge(old_model, new_fm(), None, splits["pair"], splits["val"], None, i=2, j=1, rank=2,
+                     n_prototypes=4, epochs=2, lr=1e-2, batch_size=16, progress=False, micro_batch_size=micro,
+                     cache_batch_size=passes)
+        # 16 = 5 + 5 + 5 + 1: uneven chunks are weighted by their size; caching in passes of 3 changes nothing.
+        for micro, passes in ((None, None), (5, 3))
+    ]
+    (whole, a), (chunked, b) = runs
+    assert b.micro_batch_size == 5 and a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+    for key, value in whole.bridge.state_dict().items():
+        torch.testing.assert_close(chunked.bridge.state_dict()[key], value, rtol=1e-4, atol=1e-6)
+
+
 def test_bfloat16_training_learns_and_keeps_float32_weights(splits, old_model):
     bridged, result = train_bridge(
         old_model, new_fm(), None, splits["pair"], splits["val"], splits["test"], i=2, j=1, rank=4, n_prototypes=16,
