@@ -111,9 +111,9 @@ class TargetCache:
                 self._tensor = torch.cat(self._parts) if len(self._parts) > 1 else self._parts[0]
                 self._parts = [self._tensor]
             return self._tensor[index]
-        rows = np.arange(self._n)[index.numpy() if isinstance(index, torch.Tensor) else index]
+        rows = np.atleast_1d(np.arange(self._n)[index] if isinstance(index, slice) else np.asarray(index))
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
-        for k, row in enumerate(np.atleast_1d(rows)):
+        for k, row in enumerate(rows):
             self._file.seek(int(row) * self._row_bytes)
             if self._file.readinto(memoryview(out[k]).cast("B")) != self._row_bytes:
                 raise OSError(f"short read of target row {row} from the cache file")

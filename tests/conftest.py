@@ -21,3 +21,14 @@ os.environ.setdefault("BIOSTREAM_RAISE_STREAM_ERRORS", "true")
 def unique_id() -> str:
     """A fresh identifier for stream names and source ids, so parallel tests never see each other's outlets."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (small models: threads only add overhead and jitter); restore after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,12 +23,7 @@ sys.modules[_SPEC.name] = bench
 _SPEC.loader.exec_module(bench)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(name: str, **changes) -> bench.Direction:

@@ -30,12 +30,7 @@ from devices.errors import BadInputError
 WINDOW_S = 5.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def synthetic_pairs(n: int, seed: int, n_classes: int = 2) -> PairedWindows:

@@ -144,12 +144,7 @@ def manifest_for(model: TinyBridged, **provenance) -> Manifest:
     )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_onnx(onnx_bytes: bytes, x: torch.Tensor) -> np.ndarray:

@@ -15,12 +15,7 @@ from devices.errors import BadInputError
 WINDOW_S = 5.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def unlabeled_windows(n: int, seed: int) -> np.ndarray:
