@@ -32,13 +32,13 @@ from torch import nn
 
 from bridges.bundle import (
     INPUT_NAME,
-    ORT_DISABLED_OPTIMIZERS,
     OUTPUT_NAME,
     Bundle,
     Manifest,
     read_bundle,
     write_bundle,
 )
+from bridges.ort_session import SessionError, open_session
 from devices._checks import check_value
 from devices.atomic import write_bytes_atomic
 from devices.errors import BadInputError
@@ -166,20 +166,11 @@ def export_onnx(
 
 def _run_both(model: nn.Module, onnx_bytes: bytes, inputs: torch.Tensor) -> tuple[float, np.ndarray]:
     """Max |ONNX Runtime − torch| over ``inputs`` as one batch and the first window alone; the ONNX output."""
-    import onnxruntime as ort  # here: only export needs it, and it is slow to import
-
     _check_window(inputs, "inputs")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: the verdict is ours, from the numbers
     try:
-        session = ort.InferenceSession(
-            onnx_bytes,
-            options,
-            providers=["CPUExecutionProvider"],
-            disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),  # as the runtime runs it (see bridges.bundle)
-        )
-    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise ExportError(f"ONNX Runtime cannot load the exported graph: {_first_line(err)}") from None
+        session = open_session(onnx_bytes, device="cpu", threads=None).session  # as the runtime runs it
+    except SessionError as err:
+        raise ExportError(str(err).replace("the graph", "the exported graph", 1)) from None
     was_training = model.training
     model.eval()
     try:

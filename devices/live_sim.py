@@ -9,6 +9,7 @@ Samples are generated a little ahead of the wall clock and pushed in small chunk
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 
 from devices.player import LslPlayer
@@ -56,6 +57,7 @@ class LiveSimulation:
         self.stream_names = [s.name + name_suffix for s in self.streams]
         for stream, name in zip(self.streams, self.stream_names):
             self.player.add_outlet(stream, name=name, source_id=stream.source_id + name_suffix)
+        self._stop = threading.Event()
 
     def describe(self) -> list[str]:
         """One line per published stream: name, type, channels, rate."""
@@ -75,11 +77,18 @@ class LiveSimulation:
             for t_s, label in block.events:
                 on_state(t_s, label)
 
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after its current step (thread-safe); the outlets stay until :meth:`close`."""
+        self._stop.set()
+
     def run(self, duration_s: float | None = None, on_state: Callable[[float, str], None] | None = None) -> None:
-        """Stream in real time for ``duration_s`` seconds (forever when None); ``on_state(t_s, label)`` per change."""
+        """Stream in real time for ``duration_s`` seconds (forever when None) or until :meth:`stop`.
+
+        ``on_state(t_s, label)`` is called at every state change.
+        """
         player = self.player
         player.start()
-        while True:
+        while not self._stop.is_set():
             elapsed = player.elapsed_rel_s()
             if duration_s is not None and elapsed >= duration_s:
                 break

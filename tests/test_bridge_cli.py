@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
 from biostream.cli import cli
-from bridges.bundle import ORT_DISABLED_OPTIMIZERS, read_bundle
+from bridges.bundle import read_bundle
 from bridges.config import ConfigError
+from bridges.ort_session import open_session
 from bridges.workflow import TransferRun
 
 TINY = """
@@ -86,11 +86,7 @@ def test_every_step_writes_its_artefacts_and_a_valid_bundle(tmp_path):
     # The bundle's graph gives the same probabilities as the saved pipeline in torch, on real test windows.
     pipeline = TransferRun(config).load_bridged_model()
     windows = TransferRun(config).splits["test"].new[:4]
-    options = ort.SessionOptions()
-    session = ort.InferenceSession(
-        bundle.onnx_bytes, options, providers=["CPUExecutionProvider"],
-        disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
-    )
+    session = open_session(bundle.onnx_bytes, device="cpu").session
     onnx_probs = session.run(None, {"window": windows})[0]
     import torch
 

@@ -7,14 +7,14 @@ the bundle's rate) into an ONNX Runtime session, as `biostream monitor --bundle 
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from biostream.windowing import Windower
-from bridges.bundle import ORT_DISABLED_OPTIMIZERS, read_bundle
+from bridges.bundle import read_bundle
+from bridges.ort_session import open_session
 from devices.recording import labels_at
 from devices.simulate import simulate_session
+from devices.windowing import Windower
 
 FRESH_SEEDS = (90001, 90002, 90003)
 
@@ -33,9 +33,7 @@ def test_demo_predicts_fresh_subjects_well_above_chance():
     bundle = read_bundle("demo")
     spec = bundle.manifest.input
     classes = list(bundle.manifest.task.class_names)
-    session = ort.InferenceSession(
-        bundle.onnx_bytes, providers=["CPUExecutionProvider"], disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS)
-    )
+    session = open_session(bundle.onnx_bytes, device="cpu").session
     y_true, y_pred = [], []
     for seed in FRESH_SEEDS:
         recording = simulate_session("stress", ["ppg"], duration_s=1200.0, seed=seed)

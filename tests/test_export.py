@@ -12,14 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
 from bridges.bridge import BridgeConfig, PrototypeBridge
 from bridges.bundle import (
-    ORT_DISABLED_OPTIMIZERS,
     BridgeInfo,
     BundleError,
     FMInfo,
@@ -41,6 +39,7 @@ from bridges.export import (
 from bridges.fm.base import FoundationModel
 from bridges.fm.hubert_ecg import HubertECG, tiny_config
 from bridges.fm.papagei import Papagei, PapageiConfig
+from bridges.ort_session import open_session
 
 HAS_ONNXSCRIPT = importlib.util.find_spec("onnxscript") is not None
 N_CLASSES = 3
@@ -148,10 +147,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_onnx(onnx_bytes: bytes, x: torch.Tensor) -> np.ndarray:
-    session = ort.InferenceSession(
-        onnx_bytes, providers=["CPUExecutionProvider"], disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS)
-    )
-    return session.run(None, {"window": x.numpy()})[0]
+    return open_session(onnx_bytes, device="cpu").session.run(None, {"window": x.numpy()})[0]
 
 
 # ---------------------------------------------------------------------------------------------- export_onnx

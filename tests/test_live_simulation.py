@@ -51,3 +51,14 @@ def test_live_simulation_delivers_expected_samples_with_regular_stamps(unique_id
         assert np.max(np.abs(steps - 1.0 / stream.nominal_srate)) < 0.002, name
         data = np.concatenate([c.data for c in chunks])
         assert data.shape[1] == stream.n_channels and np.all(np.isfinite(data))
+
+
+def test_stop_ends_a_simulation_that_runs_forever(unique_id):
+    with LiveSimulation("stress", ["ppg"], seed=4, name_suffix=f"-{unique_id}") as live:
+        runner = threading.Thread(target=live.run, daemon=True)  # no duration: until stopped
+        runner.start()
+        time.sleep(0.5)
+        assert runner.is_alive()
+        live.stop()
+        runner.join(timeout=2.0)
+        assert not runner.is_alive() and live.player.samples_pushed[0] > 0

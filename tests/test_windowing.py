@@ -1,4 +1,4 @@
-"""Ring buffer, windower, resampling and quality flags (biostream.windowing): pure numpy, no LSL or Ray."""
+"""Ring buffer, windower, resampling and quality flags (devices.windowing): pure numpy, no LSL or Ray."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from biostream.windowing import (
+from devices.errors import BadInputError, StreamMismatchError
+from devices.windowing import (
     PolyphaseResampler,
     QualityThresholds,
     RingBuffer,
@@ -19,7 +20,6 @@ from biostream.windowing import (
     rational_ratio,
     seconds_to_samples,
 )
-from devices.errors import BadInputError, StreamMismatchError
 
 # ---------------------------------------------------------------------------------------------------- helpers
 
@@ -397,3 +397,48 @@ def test_quality_thresholds_validate_themselves():
         QualityThresholds(clip_fraction=2.0)
     with pytest.raises(Exception, match="cannot assign"):
         QualityThresholds().gap_factor = 3.0  # frozen
+
+
+# ---------------------------------------------------------------------------------------------------- gaps, hop grid
+def test_gap_keeps_windows_on_time_and_flags_the_windows_that_hold_it():
+    fs = 100.0
+    w = Windower(2.0, 1.0, fs, n_channels=1, name="ppg")
+    data, ts = _signal(300, 1, fs)
+    windows = w.push(data, ts, arrival_s=5.0)
+    assert [x.index for x in windows] == [0, 1] and all(x.arrival_s == 5.0 and x.stream == "ppg" for x in windows)
+    # 1.5 s of samples never arrive; then the stream goes on at its true times.
+    windows += w.push_gap(150, ts[-1] + 1 / fs, 1 / fs, arrival_s=9.0)
+    after = 1000.0 + (450 + np.arange(500)) / fs
+    windows += w.push(_signal(500, 1, fs, seed=1)[0], after)
+    assert [x.sample_start for x in windows] == [100 * k for k in range(len(windows))]
+    for x in windows:  # every window spans its true time, gap or not
+        assert x.t_end - x.t_start == pytest.approx(1.99, abs=1e-9)
+        assert x.t_start == pytest.approx(1000.0 + x.sample_start / fs, abs=1e-9)
+    gapped = [x.index for x in windows if "gap" in x.quality.codes]
+    assert gapped == [2, 3, 4] and not any(x.quality.ok for x in windows if x.index in gapped)
+    assert windows[3].quality.n_missing == 150 and "150 samples missing" in windows[3].quality.reasons[0]
+    assert all(x.quality.ok for x in windows if x.index not in gapped)
+    assert all(np.isfinite(x.data).all() for x in windows)
+
+
+def test_a_long_gap_skips_the_windows_it_covers_and_costs_nothing():
+    fs = 250.0
+    w = Windower(1.0, 0.5, fs, n_channels=2)
+    data, ts = _signal(500, 2, fs)
+    first = w.push(data, ts)
+    n_missing = 250 * 3600  # an hour
+    gap_windows = w.push_gap(n_missing, ts[-1] + 1 / fs, 1 / fs)
+    assert len(gap_windows) == 1 and "gap" in gap_windows[0].quality.codes  # it holds real samples too
+    assert w.n_skipped == 2 * 3600 - 1 and w.n_pushed == 500 + n_missing
+    later = w.push(*_signal(250, 2, fs, seed=2))
+    assert [x.sample_start for x in later] == [500 + n_missing - 125, 500 + n_missing]
+    assert "gap" in later[0].quality.codes and later[1].quality.ok
+    assert len(first) == 3
+
+
+def test_a_fractional_hop_stays_on_time():
+    w = Windower(1.0, 0.3, 64.0, n_channels=1)
+    windows = w.push(*_signal(64 * 60, 1, 64.0))
+    starts = np.array([x.sample_start for x in windows])
+    assert starts[:5].tolist() == [0, 19, 38, 58, 77]  # 19.2 samples per hop, rounded per window: no drift
+    assert np.abs(starts - 19.2 * np.arange(len(starts))).max() <= 0.5

@@ -11,15 +11,23 @@ Differences from ``proc_dejitter``, and why they are ours to make:
 * **Chunk-wise, vectorised updates.** The weighted moments of a whole chunk are merged into the running ones in
   one step (the parallel mean/covariance update), so the cost is a few numpy calls per chunk, not a Python loop
   per sample. The merge keeps centred moments, which stays well conditioned for days of samples.
-* **Gaps keep the index honest.** A step between raw timestamps larger than ``gap_factor`` periods (and well
-  outside the measured jitter) is a gap: the index skips the estimated number of missing samples, so the line
-  stays valid across it and the gap is reported rather than smeared into the fit.
+* **Gaps keep the index honest, and jitter is not a gap.** Each new sample is compared with where the line puts
+  the next index (its *residual*). Real outlets push irregularly: pylsl's ``SendData`` example stamps each
+  sample when a 10-ms loop gets round to it, ``SendDataAdvanced`` stamps only a chunk's last sample, a Polar H10
+  bridge stamps a 73-sample Bluetooth packet at one instant. Their residuals swing by one or many periods with
+  nothing lost. So a gap must lift the residuals by more than ``gap_factor - 1`` periods *and* by more than
+  the spread the recent residuals have shown (:data:`_SPREAD_MARGIN` times their range), and the lift must
+  hold for the samples that follow; the number missing is the lift in whole periods. Before the spread is known
+  (the first :data:`_MIN_SPREAD_SAMPLES` samples of a stream) a lift must exceed :data:`_EARLY_GAP_PERIODS`
+  periods. Then the index skips the missing samples, so the line stays valid across the gap and the gap is
+  reported rather than smeared into the fit.
 * **Jumps restart the fit.** A backwards step (beyond jitter), or a forward step of more than ``jump_min_s`` that
   is also larger than the wall time that passed between the two samples' arrival, is a clock jump: the segment
   ends, the fit restarts, and the jump is reported. (A real outage of a live stream takes as long in wall time
   as in timestamps; a clock jump does not.)
-* **A prior for the start.** Until a segment spans ``min_fit_s`` the slope is the nominal period; afterwards it
-  is measured. So the first second after (re)connecting uses the nominal rate.
+* **A prior for the start.** Until a segment spans ``min_fit_s`` and the slope's standard error is below
+  :data:`_MAX_SLOPE_REL_SE` of it, the slope is the nominal period; afterwards it is measured. So the rate
+  reported never swings with the jitter of the first second after (re)connecting.
 
 Irregular streams (nominal rate 0) pass through unchanged; only their mean rate is measured.
 """
@@ -37,16 +45,20 @@ from devices._checks import ensure_positive
 
 logger = logging.getLogger(__name__)
 
-# Steps beyond this many standard deviations of step jitter count as gaps or jumps.
-_N_SIGMA = 5.0
 # Slack between the wall time that passed and a forward step before the step counts as a clock jump, in s
 # (covers delivery latency differences between the samples around a real outage).
 _JUMP_WALL_SLACK_S = 1.0
-# Fewest steps for a robust (median-based) jitter estimate; until then a gap must exceed two periods.
-_MIN_ROBUST_STEPS = 8
-# Recent steps kept for the jitter estimate, and samples each side of a gap used to measure its length.
-_STEP_HISTORY = 64
+# Recent residuals (raw timestamp - line) kept to measure how far jitter moves samples off the line.
+_RESIDUAL_HISTORY = 256
+# A gap (or a backwards jump) must move samples off the line by this many times the recent residuals' range.
+_SPREAD_MARGIN = 1.25
+# Until this many residuals are known, a gap must lift them by at least _EARLY_GAP_PERIODS periods.
+_MIN_SPREAD_SAMPLES = 32
+_EARLY_GAP_PERIODS = 3.0
+# Samples after a suspected gap whose median residual measures the lift.
 _GAP_CONTEXT = 32
+# The slope counts as measured once its standard error is below this fraction of it.
+_MAX_SLOPE_REL_SE = 2e-4
 
 
 @dataclass
@@ -110,9 +122,7 @@ class Dejitterer:
             self._min_fit_samples = max(10.0, self.min_fit_s * self.nominal_rate_hz)
         self._n_total = 0
         self._first_ts = math.nan
-        self._recent_dev = np.empty(0)
-        self._robust_sigma = math.nan
-        self._steps_since_sigma = 0
+        self._residuals = np.empty(0)  # recent raw - line, s (kept across segments: jitter is the outlet's)
         self.reset()
 
     @property
@@ -193,8 +203,7 @@ class Dejitterer:
         steps[0] = ts[0] - self._last_ts if self._last_ts is not None else np.nan
         steps[1:] = np.diff(ts)
         period = 1.0 / self.rate_hz
-        sigma_step = self._step_sigma(steps, period)
-        back_tol = period if math.isnan(sigma_step) else max(period, _N_SIGMA * sigma_step)
+        back_tol = max(period, self._jitter_tol(period))
         # Only the first sample of a chunk can have waited in wall time; the others arrived with it.
         wall_elapsed = np.zeros(n)
         wall_elapsed[0] = wall_s - self._last_wall_s if math.isfinite(self._last_wall_s) else 0.0
@@ -214,70 +223,57 @@ class Dejitterer:
                 logger.warning("%s", update.events[-1].describe())
                 self.reset()
                 steps[start] = np.nan
-            self._fit_segment(ts[start:stop], steps[start:stop], sigma_step, out[start:stop], update)
+            self._fit_segment(ts[start:stop], out[start:stop], update)
         self._last_wall_s = wall_s
         return update
 
-    def _step_sigma(self, steps: np.ndarray, period: float) -> float:
-        """Standard deviation of step jitter, in s; NaN while fewer than a few steps are known.
+    def _jitter_tol(self, period: float) -> float:
+        """How far jitter may move a sample off the line, in s.
 
-        From the fit, or robustly (median absolute deviation) from recent steps if that is larger. The median is
-        recomputed only every ``_STEP_HISTORY`` steps, or when a step looks like a gap or jump (it must be
-        checked against fresh jitter), since it dominates the per-chunk cost otherwise.
+        The recent residuals' range times ``_SPREAD_MARGIN``, or ``_EARLY_GAP_PERIODS`` periods while too few
+        residuals are known.
         """
-        finite = steps[np.isfinite(steps)]
-        dev = finite - period
-        self._recent_dev = np.concatenate([self._recent_dev, dev])[-_STEP_HISTORY:]
-        self._steps_since_sigma += finite.size
-        suspicious = finite.size and (dev.max() > (self.gap_factor - 1.0) * period or dev.min() < -2.0 * period)
-        if math.isnan(self._robust_sigma) or suspicious or self._steps_since_sigma >= _STEP_HISTORY:
-            recent = self._recent_dev
-            if recent.size >= _MIN_ROBUST_STEPS:
-                self._robust_sigma = 1.4826 * float(np.median(np.abs(recent - np.median(recent))))
-                self._steps_since_sigma = 0
-        return max(math.sqrt(2.0) * self._jitter_s, self._robust_sigma)
+        if self._residuals.size < _MIN_SPREAD_SAMPLES:
+            return _EARLY_GAP_PERIODS * period
+        return _SPREAD_MARGIN * float(self._residuals.max() - self._residuals.min())
 
-    def _gap_step(self, ts: np.ndarray, i: int, period: float, gap: np.ndarray, k_before: int) -> float:
-        """Length of the step at gap ``i``, in s.
+    def _line(self, k: np.ndarray | float) -> np.ndarray | float:
+        """The fitted time of index ``k`` (s); before any sample of the segment, meaningless."""
+        return self._origin + self._mt + self._slope * (k - self._mk)
 
-        From the median of the samples after it and the fitted line (or the median of the samples) before it:
-        one raw step carries two samples' jitter, which at high jitter would misplace the index by whole samples.
-        ``k_before`` is the index of the last sample before the gap.
-        """
-        nxt = np.flatnonzero(gap[i + 1 :])
-        stop = min(i + 1 + int(nxt[0]) if nxt.size else ts.shape[0], i + _GAP_CONTEXT)
-        after = ts[i:stop]
-        first_after = float(np.median(after - period * np.arange(after.shape[0])))
-        if self._measured:
-            return first_after - (self._origin + self._mt + self._slope * (k_before - self._mk))
-        prv = np.flatnonzero(gap[:i])
-        before = ts[max(int(prv[-1]) if prv.size else 0, i - _GAP_CONTEXT) : i]
-        if before.shape[0] == 0:
-            return first_after - float(self._last_ts)
-        return first_after - float(np.median(before + period * np.arange(before.shape[0] - 1, -1, -1)))
+    def _find_gaps(self, ts: np.ndarray, period: float) -> np.ndarray:
+        """Samples missing before each sample of a jump-free chunk, from the lift of its residuals (see module)."""
+        n = ts.shape[0]
+        missing = np.zeros(n, dtype=np.int64)
+        if self._k_last < 0:  # a segment's first chunk: measured against its first sample on the nominal line
+            resid = ts - ts[0] - period * np.arange(n)
+        else:
+            resid = ts - self._line(self._k_last + 1.0 + np.arange(n))
+        tol = max((self.gap_factor - 1.0) * period, self._jitter_tol(period))
+        lift = np.empty(n)
+        lift[0] = resid[0] if self._k_last >= 0 else 0.0
+        lift[1:] = np.diff(resid)
+        level = 0.0  # residual level before the sample being looked at, after the gaps found so far
+        for i in np.flatnonzero(lift > tol).tolist():
+            after = float(np.median(resid[i : i + _GAP_CONTEXT]))
+            before = level if i == 0 else float(np.median(resid[max(0, i - _GAP_CONTEXT) : i]))
+            m = math.floor((after - before) / period + 0.5)
+            if after - before > tol and m >= 1:  # the samples after it stay late: samples are missing
+                missing[i] = m
+                resid[i:] -= m * period
+                level = 0.0
+        return missing
 
-    def _fit_segment(
-        self, ts: np.ndarray, steps: np.ndarray, sigma_step: float, out: np.ndarray, update: TimelineUpdate
-    ) -> None:
+    def _fit_segment(self, ts: np.ndarray, out: np.ndarray, update: TimelineUpdate) -> None:
         """Index, gap-check and fit the samples of one jump-free stretch; write their dejittered times to out."""
         period = 1.0 / self.rate_hz
-        if math.isnan(sigma_step):  # jitter unknown yet: only a clear hole counts
-            tol = max(self.gap_factor - 1.0, 1.0) * period
-        else:
-            tol = max((self.gap_factor - 1.0) * period, _N_SIGMA * sigma_step)
-        with np.errstate(invalid="ignore"):
-            gap = steps - period > tol
-        missing = np.zeros(ts.shape[0], dtype=np.int64)
-        if gap.any():
-            for i in np.flatnonzero(gap).tolist():
-                k_before = self._k_last + i + int(missing[:i].sum())
-                step = self._gap_step(ts, i, period, gap, k_before)
-                missing[i] = max(1, math.floor(step / period + 0.5) - 1)
-                before = self._last_ts if i == 0 else float(ts[i - 1])
-                event = GapEvent(self.label, float(before + period), step - period, int(missing[i]))
-                update.events.append(event)
-                logger.info("%s", event.describe())
-            update.n_missing += int(missing.sum())
+        missing = self._find_gaps(ts, period)
+        for i in np.flatnonzero(missing).tolist():
+            before = float(ts[i - 1]) if i else float(self._last_ts)
+            event = GapEvent(self.label, float(before + period), float(missing[i] * period), int(missing[i]))
+            update.events.append(event)
+            logger.info("%s", event.describe())
+        update.n_missing += int(missing.sum())
         if self._k_last < 0:
             self._origin = float(ts[0])
         k = (self._k_last + np.cumsum(1 + missing)).astype(np.float64)
@@ -308,9 +304,13 @@ class Dejitterer:
         self._last_ts = float(ts[-1])
 
         if k_end >= self._min_fit_samples and self._ckk > 0 and self._ckt > 0:
-            self._slope = self._ckt / self._ckk
-            self._measured = True
-            resid = max(0.0, self._ctt - self._ckt * self._ckt / self._ckk)
+            slope = self._ckt / self._ckk
+            resid = max(0.0, self._ctt - self._ckt * slope)
             self._jitter_s = math.sqrt(resid / self._w)
+            # Standard error of the weighted slope: jitter over the spread of the indices fitted.
+            if self._measured or self._jitter_s / math.sqrt(self._ckk) < _MAX_SLOPE_REL_SE * slope:
+                self._slope = slope
+                self._measured = True
         np.multiply(k - self._mk, self._slope, out=out)
         out += self._origin + self._mt
+        self._residuals = np.concatenate([self._residuals, ts - out])[-_RESIDUAL_HISTORY:]

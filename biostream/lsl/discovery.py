@@ -85,6 +85,25 @@ class StreamDescription:
         """True unless the stream carries strings (marker streams usually do)."""
         return self.channel_format != "string"
 
+    @property
+    def key(self) -> str:
+        """A readable identity for logs and UIs: the name, with the source id when there is one."""
+        return f"{self.name} [{self.source_id}]" if self.source_id else self.name
+
+    def identity_predicate(self) -> str:
+        """The liblsl query that finds this stream again after its outlet is recreated.
+
+        By ``source_id`` when the outlet set one (the persistent identity), else by name, type and host.
+
+        Raises
+        ------
+        BadInputError
+            No source id and a name or type that an LSL query cannot quote.
+        """
+        if self.source_id:
+            return build_predicate(source_id=self.source_id)
+        return build_predicate(self.name, self.type) + f" and hostname={_xpath_literal(self.hostname, 'hostname')}"
+
     def summary(self) -> str:
         """One line for messages: ``'Polar H10 ECG' (ECG, 1 ch, 130 Hz, float32, source_id 'x', host 'h')``."""
         rate = f"{self.sfreq_hz:g} Hz" if self.is_regular else "irregular"
@@ -240,6 +259,25 @@ def resolve_stream(
     info = next(iter(found.values()))
     logger.debug("Resolved %s to %s", query, StreamDescription.from_info(info).summary())
     return info
+
+
+def resolve_description(description: StreamDescription, timeout_s: float = 5.0) -> pylsl.StreamInfo:
+    """Find the outlet a :class:`StreamDescription` describes (by its identity, see ``identity_predicate``).
+
+    The description is what crosses process boundaries (it pickles; a ``pylsl.StreamInfo`` does not), so a
+    stream picked in one process is opened in another by this.
+
+    Raises
+    ------
+    BadInputError
+        Nothing with that identity is visible within ``timeout_s``.
+    """
+    timeout_s = ensure_positive(timeout_s, "timeout_s")
+    infos = pylsl.resolve_bypred(description.identity_predicate(), 1, timeout_s)
+    if not infos:
+        raise BadInputError(f"stream {description.summary()} is not visible within {timeout_s:g} s")
+    # Several outlets may share a source id (a stale one lingering): prefer the very instance described.
+    return next((i for i in infos if i.uid() == description.uid), infos[0])
 
 
 def resolve_selector(selector: str | Mapping[str, str], timeout_s: float = 5.0) -> pylsl.StreamInfo:

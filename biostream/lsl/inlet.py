@@ -19,6 +19,13 @@ Design choices
   ``ContinuousResolver`` for the same source id (non-blocking). When it reappears, its layout is checked (a
   change raises :class:`devices.errors.StreamMismatchError`) and a new inlet opens: measured here, the reader
   resumes about 0.8 s after the outlet is recreated (liblsl's own recovery takes about as long).
+* **pull() never blocks.** Opening an inlet takes blocking calls (the stream's full info, the first clock
+  offset: ~0.65 s). :meth:`~StreamReader.connect` makes them (call it where waiting is fine, e.g. a connect
+  thread); a reattachment makes them on a shared opener thread while :meth:`~StreamReader.pull` keeps returning
+  at once, and clock refreshes only read liblsl's background estimate. So one flapping outlet cannot stall the
+  other streams a process pulls.
+* **A reader can be built from a** :class:`~biostream.lsl.discovery.StreamDescription`, which pickles (a
+  ``pylsl.StreamInfo`` does not): a stream picked in one process is opened in another.
 
 Not thread-safe: one consumer calls :meth:`~StreamReader.pull`.
 """
@@ -30,6 +37,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -39,7 +47,7 @@ from pylsl.util import LostError
 from pylsl.util import TimeoutError as LSLTimeoutError
 
 from biostream.lsl.dejitter import Dejitterer
-from biostream.lsl.discovery import StreamDescription, build_predicate, resolve_selector
+from biostream.lsl.discovery import StreamDescription, resolve_description, resolve_selector
 from biostream.lsl.events import DisconnectEvent, GapEvent, ReconnectEvent, StreamEvent
 from devices._checks import check_type, ensure_positive
 from devices.errors import BadInputError, StreamMismatchError
@@ -55,6 +63,17 @@ _MAX_BUFFER_S = 60.0
 _EVENT_HISTORY = 1000
 # Timeout of the blocking calls made while reattaching to a stream that the resolver already sees, in s.
 _REATTACH_TIMEOUT_S = 1.0
+# Threads that open inlets for reattaching readers (the blocking part of a reconnection), shared by all readers.
+_OPENER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="biostream-lsl-open")
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """An inlet opened off the pulling thread, ready to install."""
+
+    inlet: pylsl.StreamInlet
+    info: pylsl.StreamInfo
+    clock_offset_s: float | None
 
 
 class ReaderState(enum.Enum):
@@ -146,14 +165,42 @@ class ReaderStats:
     last_timestamp_s: float
 
 
+def _check_layout(old: StreamDescription, new: StreamDescription, what: str) -> None:
+    """Raise StreamMismatchError naming what differs (channels, rate, format) between two descriptions."""
+    changes = [
+        f"{name} {a} -> {b}"
+        for name, a, b in (
+            ("channels", old.n_channels, new.n_channels),
+            ("rate", f"{old.sfreq_hz:g} Hz", f"{new.sfreq_hz:g} Hz"),
+            ("format", old.channel_format, new.channel_format),
+        )
+        if a != b
+    ]
+    if changes:
+        raise StreamMismatchError(
+            f"stream '{old.name}' (source_id '{old.source_id}') {what}: {', '.join(changes)}"
+        )
+
+
+def _close_opened(future: Future) -> None:
+    """Close an inlet that was opened for a reader that no longer wants it."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    try:
+        future.result().inlet.close_stream()
+    except Exception:  # noqa: BLE001 - the outlet may be gone already; closing must not fail
+        logger.debug("close_stream failed", exc_info=True)
+
+
 class StreamReader:
     """Pull one LSL stream: numpy chunks with local-clock and dejittered timestamps, events, and recovery.
 
     Parameters
     ----------
-    source : str, dict or pylsl.StreamInfo
+    source : str, dict, StreamDescription or pylsl.StreamInfo
         A selector (``"name=Polar H10 ECG"``, ``{"type": "ECG"}``; see
-        :func:`biostream.lsl.discovery.parse_selector`) resolved at :meth:`connect`, or an already resolved info.
+        :func:`biostream.lsl.discovery.parse_selector`) or a description (found by its identity) resolved at
+        :meth:`connect`, or an already resolved info.
     require_regular : bool
         Refuse (:class:`~devices.errors.StreamMismatchError`) a string or irregular-rate stream at connect.
     reconnect : bool
@@ -174,7 +221,7 @@ class StreamReader:
 
     def __init__(
         self,
-        source: str | Mapping[str, str] | pylsl.StreamInfo,
+        source: str | Mapping[str, str] | StreamDescription | pylsl.StreamInfo,
         *,
         require_regular: bool = False,
         reconnect: bool = True,
@@ -184,7 +231,7 @@ class StreamReader:
         gap_factor: float = 1.5,
         jump_min_s: float = 1.0,
     ) -> None:
-        check_type(source, (str, Mapping, pylsl.StreamInfo), "source")
+        check_type(source, (str, Mapping, StreamDescription, pylsl.StreamInfo), "source")
         self._source = source
         self.require_regular = bool(require_regular)
         self.reconnect = bool(reconnect)
@@ -208,6 +255,7 @@ class StreamReader:
         """Clear every counter and per-connection state (before a fresh connect())."""
         self._pending: list[StreamEvent] = []
         self._resolver: pylsl.ContinuousResolver | None = None
+        self._reopening: Future[_Opened] | None = None
         self._disconnected_at_s = math.nan
         self._last_ts_before_loss = math.nan
         self._period_before_loss = math.nan
@@ -246,36 +294,58 @@ class StreamReader:
         self._reset()
         self.events.clear()
         self._error = None
-        info = self._source if isinstance(self._source, pylsl.StreamInfo) else resolve_selector(self._source, timeout_s)
+        if isinstance(self._source, pylsl.StreamInfo):
+            info = self._source
+        elif isinstance(self._source, StreamDescription):
+            info = resolve_description(self._source, timeout_s)
+        else:
+            info = resolve_selector(self._source, timeout_s)
         desc = StreamDescription.from_info(info)
         if self.require_regular and (not desc.is_regular or not desc.is_numeric):
             raise StreamMismatchError(
                 f"stream {desc.summary()} is {'a string' if not desc.is_numeric else 'an irregular'} stream; "
                 "a regular numeric stream is required"
             )
+        if isinstance(self._source, StreamDescription):
+            _check_layout(self._source, desc, "is not the stream described")
         try:
-            self._open(info, timeout_s)
+            self._install(self._open_inlet(info, timeout_s, timeout_s))
         except (LostError, LSLTimeoutError) as err:
             raise BadInputError(f"stream {desc.summary()} could not be opened within {timeout_s:g} s: {err}") from None
         self._state = ReaderState.CONNECTED
         logger.info("Connected to %s", self._description.summary())
         return self
 
-    def _open(self, info: pylsl.StreamInfo, timeout_s: float) -> None:
-        """Open an inlet on ``info``, read the full info and the clock offset, size the buffer."""
+    def _open_inlet(self, info: pylsl.StreamInfo, timeout_s: float, clock_timeout_s: float) -> _Opened:
+        """Open an inlet on ``info``, read its full info and first clock offset (blocking; touches no state).
+
+        The first offset takes liblsl ~0.65 s; with ``clock_timeout_s = 0`` it is left to later refreshes.
+        """
         inlet = pylsl.StreamInlet(info, max_buflen=max(1, round(self.max_buflen_s)), recover=False)
         full = inlet.info(timeout=timeout_s)
         inlet.open_stream(timeout=timeout_s)
-        self._inlet = inlet
-        self._info = full
-        self._description = StreamDescription.from_info(full)
-        self._channels = channels_from_info(full)
-        self._refresh_clock(timeout_s)
+        try:
+            offset = float(inlet.time_correction(timeout=clock_timeout_s))
+        except LSLTimeoutError:
+            offset = None
+        return _Opened(inlet, full, offset)
+
+    def _install(self, opened: _Opened) -> None:
+        """Make an opened inlet the current one: description, channels, clock, dejitterer, buffer."""
+        self._inlet = opened.inlet
+        self._info = opened.info
+        self._description = StreamDescription.from_info(opened.info)
+        self._channels = channels_from_info(opened.info)
+        if opened.clock_offset_s is not None:
+            self._clock_offset_s = opened.clock_offset_s
+            self._clock_read_at_s = pylsl.local_clock()
+        else:  # read liblsl's estimate again soon
+            self._clock_read_at_s = pylsl.local_clock() - self.clock_refresh_s + 1.0
         rate = self._description.sfreq_hz
         self._dejitter = Dejitterer(rate, label=self._description.name, **self._dejitter_kwargs)
         if self._description.is_numeric:
             n = max(_MIN_BUFFER_SAMPLES, math.ceil(_BUFFER_S * rate))
-            self._buffer = np.empty((n, self._description.n_channels), dtype=inlet.np_dtype)
+            self._buffer = np.empty((n, self._description.n_channels), dtype=opened.inlet.np_dtype)
 
     def close(self) -> None:
         """Close the inlet (idempotent). The reader can be connected again."""
@@ -283,6 +353,9 @@ class StreamReader:
         self._state = ReaderState.CLOSED
 
     def _drop_inlet(self) -> None:
+        if self._reopening is not None:  # an inlet being opened for us is closed as soon as it is ready
+            self._reopening.add_done_callback(_close_opened)
+            self._reopening = None
         if self._inlet is not None:
             try:
                 self._inlet.close_stream()
@@ -346,7 +419,7 @@ class StreamReader:
         inlet = self._inlet
         wall_s = pylsl.local_clock()
         if wall_s - self._clock_read_at_s >= self.clock_refresh_s:
-            self._refresh_clock(0.0)
+            self._refresh_clock()
         buf = self._buffer
         if buf is not None:
             _, ts = inlet.pull_chunk(timeout=0.0, max_samples=buf.shape[0], dest_obj=buf)
@@ -391,12 +464,12 @@ class StreamReader:
         if rows < limit:
             self._buffer = np.empty((min(2 * rows, limit), n_channels), dtype=self._buffer.dtype)
 
-    def _refresh_clock(self, timeout_s: float) -> None:
-        # The first estimate takes a few ms; later calls return liblsl's background estimate at once.
+    def _refresh_clock(self) -> None:
+        # liblsl refreshes the offset in the background; a zero timeout reads its latest estimate without waiting.
         try:
-            self._clock_offset_s = float(self._inlet.time_correction(timeout=max(timeout_s, 0.1)))
+            self._clock_offset_s = float(self._inlet.time_correction(timeout=0.0))
         except LSLTimeoutError:
-            logger.debug("time_correction timed out for %s; keeping %.6f s", self.name, self._clock_offset_s)
+            logger.debug("no clock offset estimate yet for %s; keeping %.6f s", self.name, self._clock_offset_s)
         self._clock_read_at_s = pylsl.local_clock()
 
     def _flush_events(self) -> Chunk | None:
@@ -428,18 +501,31 @@ class StreamReader:
             self._resolver = self._make_resolver()
 
     def _make_resolver(self) -> pylsl.ContinuousResolver | None:
-        desc = self._description
-        if desc.source_id:
-            return pylsl.ContinuousResolver(prop="source_id", value=desc.source_id)
-        # No source id: the best identity left is name + type + host.
         try:
-            pred = build_predicate(desc.name, desc.type) + f" and hostname='{desc.hostname}'"
+            return pylsl.ContinuousResolver(pred=self._description.identity_predicate())
         except BadInputError:
-            logger.warning("stream '%s' has no source_id and an unquotable name; it cannot be recovered", desc.name)
+            logger.warning("stream '%s' has no source_id and an unquotable name; it cannot be recovered", self.name)
             return None
-        return pylsl.ContinuousResolver(pred=pred)
 
     def _try_reattach(self) -> None:
+        """One non-blocking step of reattaching: install an inlet opened meanwhile, or start opening one."""
+        if self._reopening is not None:
+            if not self._reopening.done():
+                return
+            future, self._reopening = self._reopening, None
+            try:
+                opened = future.result()
+            except (LostError, LSLTimeoutError):
+                logger.debug("stream '%s' seen but not reachable yet; will retry", self.name)
+                return
+            self._install(opened)
+            self._resolver = None
+            self._state = ReaderState.CONNECTED
+            self._n_reconnects += 1
+            event = ReconnectEvent(self.name, self._disconnected_at_s, pylsl.local_clock())
+            logger.warning("%s", event.describe())
+            self._emit(event)
+            return
         if self._resolver is None:
             return
         candidates = self._resolver.results()
@@ -447,35 +533,16 @@ class StreamReader:
             return
         info = candidates[0]
         old, new = self._description, StreamDescription.from_info(info)
-        changes = [
-            f"{what} {a} -> {b}"
-            for what, a, b in (
-                ("channels", old.n_channels, new.n_channels),
-                ("rate", f"{old.sfreq_hz:g} Hz", f"{new.sfreq_hz:g} Hz"),
-                ("format", old.channel_format, new.channel_format),
-            )
-            if a != b
-        ]
-        if changes:
-            self._error = StreamMismatchError(
-                f"stream '{old.name}' (source_id '{old.source_id}') came back changed: {', '.join(changes)}"
-            )
+        try:
+            _check_layout(old, new, "came back changed")
+        except StreamMismatchError as err:
+            self._error = err
             self._state = ReaderState.FAILED
             self._resolver = None
-            logger.error("%s", self._error)
-            raise self._error
-        try:
-            self._open(info, _REATTACH_TIMEOUT_S)
-        except (LostError, LSLTimeoutError):
-            logger.debug("stream '%s' seen but not reachable yet; will retry", old.name)
-            self._inlet = None
-            return
-        self._resolver = None
-        self._state = ReaderState.CONNECTED
-        self._n_reconnects += 1
-        event = ReconnectEvent(self.name, self._disconnected_at_s, pylsl.local_clock())
-        logger.warning("%s", event.describe())
-        self._emit(event)
+            logger.error("%s", err)
+            raise
+        # The same source keeps its clock: resume on the old offset and let the refreshes update it.
+        self._reopening = _OPENER.submit(self._open_inlet, info, _REATTACH_TIMEOUT_S, 0.0)
 
     def _reconnect_gap(self, first_ts: float) -> GapEvent:
         """The gap between the last sample before a loss and the first one after the reconnection."""

@@ -6,7 +6,6 @@ from bridges.data.build import (
     StreamSelect,
     concatenate,
     paired_windows_from_recording,
-    resample,
 )
 from bridges.data.cache import cache_key, cached
 from bridges.data.sources import FM_SFREQ_HZ, isruc_paired, simulated_paired, wesad_paired
@@ -25,7 +24,6 @@ __all__ = [
     "concatenate",
     "isruc_paired",
     "paired_windows_from_recording",
-    "resample",
     "simulated_paired",
     "split_subjects",
     "wesad_paired",

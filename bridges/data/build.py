@@ -1,21 +1,21 @@
 """Cut a Recording into paired windows: a common time grid, one label per window, quality checks, resampling.
 
-Windows start at ``t_lo + k * step_s`` where ``t_lo`` is the later of the two streams' first samples, and are
-kept only while both streams cover ``[t, t + window_s)``. Each window is checked on the *raw* samples (before
-resampling) and dropped, counted under the first reason that applies (:data:`DROP_REASONS` order):
+Windows start at ``t_lo + k * step_s`` where ``t_lo`` is the later of the two streams' first samples: in each
+stream, window ``k`` starts at the sample nearest ``t_lo`` plus :func:`devices.windowing.window_start` ``(k)``, the
+same grid rule the live windower follows. Windows are kept only while both streams hold all their samples, and
+dropped, counted under the first reason that applies (:data:`DROP_REASONS` order):
 
 * ``label_change`` — a marker changes the label inside the window;
 * ``label_excluded`` — the label in force is not one of ``class_names`` (after ``label_map``), e.g. WESAD's
   transient or meditation, or there is no marker yet;
-* ``nonfinite`` — NaN or Inf in any selected channel;
-* ``flat`` — a channel is constant over the window, or its standard deviation is below ``flat_ratio`` times the
-  median over the recording's windows (a disconnected lead);
-* ``saturated`` — a channel sits stuck at its recording's extreme value (the ADC rail) for ``saturation_s``
-  seconds or more in the window.
+* a quality code of :func:`devices.windowing.assess_quality` on either stream's raw samples (``gap``,
+  ``backwards``, ``nonfinite``, ``clipped``, ``flat``): the very checks that keep a live window from the model.
 
-Kept windows are resampled to each FM's rate with :func:`scipy.signal.resample_poly` (rational ratio, the whole
-stream at once so windows have no edge effects of their own) and come out with exactly
-``round(window_s * rate)`` samples. They stay in signal units: band-pass and normalisation are part of the model
+Every window goes through :class:`devices.windowing.WindowCutter`, the one path the runtime's windower uses too:
+quality on raw samples, NaN repair, per-window polyphase resampling with the same left context. So a model sees in
+training exactly what it will see live (``tests/test_windows_shared.py`` checks it sample for sample). The raw
+samples are taken in the stream's own LSL format (float32 unless the stream says otherwise), as a live inlet
+delivers them. Windows stay in signal units: band-pass and normalisation are part of the model
 (:mod:`bridges.preprocess`).
 """
 
@@ -24,21 +24,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
-import scipy.signal
 
 from bridges.data.windows import PairedWindows
 from devices.errors import BadInputError
 from devices.recording import Recording, Stream, labels_at
+from devices.windowing import QUALITY_CODES, QualityThresholds, WindowCutter, cut_windows, window_start
 
 logger = logging.getLogger(__name__)
 
-DROP_REASONS = ("label_change", "label_excluded", "nonfinite", "flat", "saturated")
-# Largest numerator/denominator accepted for a resampling ratio (the polyphase filter grows with it).
-_MAX_RATIO_TERM = 1000
+DROP_REASONS = ("label_change", "label_excluded", *(code for code in QUALITY_CODES if code != "partial"))
 # Relative tolerance between a stream's nominal rate and the rate its timestamps show.
 _RATE_TOLERANCE = 0.01
 
@@ -104,83 +101,6 @@ class DropReport:
         return f"kept {self.kept} of {self.candidates} windows" + (f" (dropped: {reasons})" if reasons else "")
 
 
-def resample_ratio(from_hz: float, to_hz: float) -> tuple[int, int]:
-    """Return ``(up, down)`` with ``up / down == to_hz / from_hz``; raise when the ratio is not a small fraction."""
-    ratio = Fraction(to_hz / from_hz).limit_denominator(_MAX_RATIO_TERM)
-    if ratio.numerator > _MAX_RATIO_TERM or abs(float(ratio) * from_hz - to_hz) > 1e-6 * to_hz:
-        raise BadInputError(
-            f"cannot resample {from_hz} Hz to {to_hz} Hz with a small rational ratio (got {ratio}); "
-            "use nominal rates"
-        )
-    return ratio.numerator, ratio.denominator
-
-
-def resample(data: np.ndarray, from_hz: float, to_hz: float) -> np.ndarray:
-    """Resample ``data`` of shape (n_samples, n_channels) from ``from_hz`` to ``to_hz`` (polyphase, anti-aliased).
-
-    Returns
-    -------
-    array of shape (ceil(n_samples * to_hz / from_hz), n_channels), float64
-        Sample ``k`` lies at ``k / to_hz`` seconds after the input's first sample.
-    """
-    data = np.asarray(data, dtype=np.float64)
-    up, down = resample_ratio(from_hz, to_hz)
-    if up == down:
-        return data.copy()
-    # "line" padding extends each edge linearly, so a signal with an offset does not ring at the ends.
-    return scipy.signal.resample_poly(data, up, down, axis=0, padtype="line")
-
-
-def _window_sums(values: np.ndarray, i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
-    """Sums of ``values`` (n, C) over ``[i0, i1)`` per window → (n_windows, C), from one cumulative sum."""
-    dtype = np.int64 if values.dtype == bool else np.float64
-    cumulative = np.zeros((values.shape[0] + 1, values.shape[1]), dtype=dtype)
-    np.cumsum(values, axis=0, dtype=dtype, out=cumulative[1:])
-    return cumulative[i1] - cumulative[i0]
-
-
-def quality_flags(
-    data: np.ndarray, i0: np.ndarray, n_window: int, flat_ratio: float, saturation_samples: int
-) -> dict[str, np.ndarray]:
-    """Per-window quality checks on raw samples (see the module docstring).
-
-    Parameters
-    ----------
-    data : array of shape (n_samples, n_channels)
-        Raw samples.
-    i0 : array of shape (n_windows,), int
-        First sample of each window; windows are ``[i0, i0 + n_window)``.
-    n_window : int
-        Samples per window (>= 2).
-    flat_ratio : float
-        A channel whose window std is below this times the median window std of that channel is flat.
-    saturation_samples : int
-        Samples stuck at the rail that make a window saturated.
-
-    Returns
-    -------
-    dict of str to array of shape (n_windows,), bool
-        ``"nonfinite"``, ``"flat"``, ``"saturated"``.
-    """
-    i1 = i0 + n_window
-    x = np.asarray(data, dtype=np.float64)
-    finite = np.isfinite(x)
-    nonfinite = (_window_sums(~finite, i0, i1) > 0).any(axis=1)
-    x = np.where(finite, x, 0.0)
-    same = np.zeros(x.shape, dtype=bool)
-    same[1:] = x[1:] == x[:-1]
-    constant = _window_sums(same, i0 + 1, i1) == n_window - 1
-    centred = x - x.mean(axis=0)
-    s1 = _window_sums(centred, i0, i1) / n_window
-    s2 = _window_sums(centred * centred, i0, i1) / n_window
-    std = np.sqrt(np.maximum(s2 - s1 * s1, 0.0))
-    typical = np.median(std, axis=0) if len(std) else np.zeros(x.shape[1])
-    flat = (constant | (std < flat_ratio * typical)).any(axis=1)
-    at_rail = ((x == x.max(axis=0)) | (x == x.min(axis=0))) & same if len(x) else same
-    saturated = (_window_sums(at_rail, i0, i1) >= saturation_samples).any(axis=1)
-    return {"nonfinite": nonfinite, "flat": flat, "saturated": saturated}
-
-
 def _check_regular(stream: Stream) -> None:
     if stream.is_marker or not stream.is_regular:
         raise BadInputError(f"stream '{stream.name}' is not a regularly sampled signal stream")
@@ -235,8 +155,7 @@ def paired_windows_from_recording(
     new_sfreq_hz: float,
     subject: str,
     label_map: Mapping[str, str] | None = None,
-    flat_ratio: float = 1e-3,
-    saturation_s: float = 1.0,
+    thresholds: QualityThresholds | None = None,
 ) -> tuple[PairedWindows, DropReport]:
     """Cut one recording into paired windows (see the module docstring).
 
@@ -258,10 +177,8 @@ def paired_windows_from_recording(
         Subject id stored with every window.
     label_map : mapping of str to str, optional
         Renames marker labels before matching ``class_names`` (e.g. N1..REM → "sleep").
-    flat_ratio : float
-        See :func:`quality_flags`.
-    saturation_s : float
-        Seconds stuck at the rail that make a window saturated.
+    thresholds : QualityThresholds, optional
+        The quality thresholds (the runtime's defaults when None).
 
     Returns
     -------
@@ -275,18 +192,30 @@ def paired_windows_from_recording(
         raise BadInputError(f"'window_s' and 'step_s' must be > 0, got {window_s!r} and {step_s!r} instead.")
     class_names = [str(c) for c in class_names]
     sides = [_select(recording, old), _select(recording, new)]
-    n_candidates, t_lo = 0, 0.0
-    if all(s.n_samples for s, _, _ in sides):
-        # Both streams must cover [t, t + window_s): from the later first sample to the earlier end.
-        t_lo = max(float(s.timestamps[0]) for s, _, _ in sides)
-        t_hi = min(float(s.timestamps[0]) + s.n_samples / s.nominal_srate for s, _, _ in sides)
-        if t_hi - t_lo >= window_s - 1e-9:
-            n_candidates = int(np.floor((t_hi - t_lo - window_s) / step_s + 1e-9)) + 1
+    cutters = [
+        WindowCutter(window_s, stream.nominal_srate, channels, target_sfreq_hz=out_hz, thresholds=thresholds,
+                     name=stream.name)
+        for (stream, _, channels), out_hz in zip(sides, (old_sfreq_hz, new_sfreq_hz), strict=True)
+    ]
+    # Window k starts in each stream at the sample nearest t_lo (the later first sample) plus the grid's offset.
+    t_lo = max((float(s.timestamps[0]) for s, _, _ in sides if s.n_samples), default=0.0)
+    offsets = [max(0, round((t_lo - float(s.timestamps[0])) * s.nominal_srate)) if s.n_samples else 0
+               for s, _, _ in sides]
+
+    def fits(k: int) -> bool:
+        return all(
+            offset + window_start(k, step_s, s.nominal_srate) + cutter.window_samples <= s.n_samples
+            for (s, _, _), offset, cutter in zip(sides, offsets, cutters, strict=True)
+        )
+
+    n_candidates = 0
+    while all(s.n_samples for s, _, _ in sides) and fits(n_candidates):
+        n_candidates += 1
     starts = t_lo + step_s * np.arange(n_candidates)
 
-    keep = np.ones(len(starts), dtype=bool)
-    report = DropReport(candidates=len(starts))
-    label_index = np.full(len(starts), -1, dtype=np.int64)
+    keep = np.ones(n_candidates, dtype=bool)
+    report = DropReport(candidates=n_candidates)
+    label_index = np.full(n_candidates, -1, dtype=np.int64)
 
     def drop(reason: str, mask: np.ndarray) -> None:
         newly = keep & mask
@@ -300,26 +229,30 @@ def paired_windows_from_recording(
         drop("label_change", changes)
         drop("label_excluded", label_index < 0)
 
-    for stream, data, _ in sides:
-        fs = stream.nominal_srate
-        n_raw = int(round(window_s * fs))
-        i0 = np.round((starts - stream.timestamps[0]) * fs).astype(np.int64)
-        i0 = np.clip(i0, 0, max(stream.n_samples - n_raw, 0))
-        if len(starts) and n_raw >= 2:
-            flags = quality_flags(data, i0, n_raw, flat_ratio, max(1, int(round(saturation_s * fs))))
-            for reason in ("nonfinite", "flat", "saturated"):
-                drop(reason, flags[reason])
-
-    kept_starts = starts[keep]
-    arrays = []
-    for (stream, data, _), out_hz in zip(sides, (old_sfreq_hz, new_sfreq_hz), strict=True):
-        arrays.append(_cut(stream, data, kept_starts, window_s, out_hz))
+    candidates = np.flatnonzero(keep)
+    cut = []
+    for (stream, data, _), offset, cutter in zip(sides, offsets, cutters, strict=True):
+        sample_starts = [offset + window_start(int(k), step_s, stream.nominal_srate) for k in candidates]
+        cut.append(cut_windows(data, stream.timestamps, sample_starts, cutter))
+    for pos, k in enumerate(candidates):
+        codes = cut[0][pos].quality.codes + cut[1][pos].quality.codes
+        reason = next((r for r in DROP_REASONS if r in codes), None)
+        if reason is not None:
+            report.dropped[reason] += 1
+            keep[k] = False
+    clean = [pos for pos, k in enumerate(candidates) if keep[k]]
+    arrays = [
+        np.stack([windows[pos].data for pos in clean]) if clean
+        else np.zeros((0, cutter.n_channels, cutter.output_samples), dtype=np.float32)
+        for windows, cutter in zip(cut, cutters, strict=True)
+    ]
     report.kept = int(keep.sum())
     logger.info("%s: %s", subject, report)
     info = {
         "window_s": float(window_s), "step_s": float(step_s), "drops": report.to_dict(),
         "source": recording.info.get("source", recording.info.get("format", "")),
-        "preprocessing": "resampled only (scipy.signal.resample_poly); band-pass and normalisation are in the model",
+        "preprocessing": "per-window quality check and polyphase resampling (devices.windowing, as live); "
+                         "band-pass and normalisation are in the model",
     }
     windows = PairedWindows(
         arrays[0], arrays[1], label_index[keep], np.full(report.kept, str(subject), dtype=object), class_names,
@@ -327,28 +260,6 @@ def paired_windows_from_recording(
         float(old_sfreq_hz), float(new_sfreq_hz), sides[0][2], sides[1][2], info,
     )
     return windows, report
-
-
-def _cut(stream: Stream, data: np.ndarray, starts_s: np.ndarray, window_s: float, out_hz: float) -> np.ndarray:
-    """Resample ``data`` (n, C) to ``out_hz`` and cut windows at ``starts_s`` → (n_windows, C, L) float32."""
-    n_out = int(round(window_s * out_hz))
-    n_channels = data.shape[1]
-    if len(starts_s) == 0:
-        return np.zeros((0, n_channels, n_out), dtype=np.float32)
-    x = np.asarray(data, dtype=np.float64)
-    finite = np.isfinite(x)
-    if not finite.all():
-        # Windows with NaN are already dropped; interpolating over them keeps the resampling filter from
-        # smearing them into neighbouring windows.
-        positions = np.arange(len(x))
-        for c in range(n_channels):
-            ok = finite[:, c]
-            x[:, c] = np.interp(positions, positions[ok], x[ok, c]) if ok.any() else 0.0
-    y = resample(x, stream.nominal_srate, out_hz)
-    j0 = np.round((starts_s - stream.timestamps[0]) * out_hz).astype(np.int64)
-    j0 = np.clip(j0, 0, len(y) - n_out)
-    index = j0[:, None] + np.arange(n_out)[None, :]
-    return np.ascontiguousarray(y[index].transpose(0, 2, 1), dtype=np.float32)
 
 
 def concatenate(parts: Sequence[PairedWindows], info: Mapping[str, Any] | None = None) -> PairedWindows:

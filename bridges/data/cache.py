@@ -15,7 +15,7 @@ from devices.errors import BadInputError
 logger = logging.getLogger(__name__)
 
 #: Bump when the way windows are built changes, so old caches are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: windows cut by devices.windowing, as live (quality, per-window resampling)
 
 
 def cache_key(name: str, params: Mapping[str, Any], files: Sequence[str | Path] = ()) -> str:

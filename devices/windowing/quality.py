@@ -21,6 +21,9 @@ from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
+#: Codes of :attr:`QualityFlags.codes`, in the order they are reported.
+QUALITY_CODES = ("partial", "gap", "backwards", "nonfinite", "clipped", "flat")
+
 
 @dataclass(frozen=True)
 class QualityThresholds:
@@ -83,14 +86,20 @@ class QualityFlags:
     Attributes
     ----------
     ok : bool
-        True when no check found anything (then ``reasons`` is empty).
+        True when no check found anything (then ``reasons`` and ``codes`` are empty).
     bad : bool
         True when the window should not be used: some channel's NaN/Inf fraction exceeds
         ``QualityThresholds.max_nonfinite_fraction`` (or the window is a padded partial one that does).
     reasons : list of str
         Human-readable findings, e.g. ``"channel 'ECG' is flat"``, ``"12% NaN/Inf"``.
+    codes : tuple of str
+        One machine-readable code per kind of finding, in the order of :data:`QUALITY_CODES`: ``"gap"``,
+        ``"backwards"``, ``"nonfinite"``, ``"clipped"``, ``"flat"`` (and ``"partial"`` for a flushed window).
     has_gap : bool
-        A timestamp step exceeds ``gap_factor / sfreq_hz``.
+        Samples are missing inside the window: marked missing by the caller (a gap the reader measured), or a
+        timestamp step exceeds ``gap_factor / sfreq_hz``.
+    n_missing : int
+        Samples marked missing (see ``missing`` in :func:`assess_quality`).
     longest_gap_s : float
         The longest timestamp step (s) among the gaps; 0.0 without a gap.
     backwards : bool
@@ -104,13 +113,15 @@ class QualityFlags:
     clipped_channels : tuple of str
         Labels of clipped channels.
     clipped_fraction_per_channel : tuple of float
-        Fraction of samples counted as clipped, per channel (0.0 for flat channels, which are not checked).
+        Fraction of samples counted as clipped, per channel (0.0 for constant channels, which are not checked).
     """
 
     ok: bool
     bad: bool
     reasons: list[str] = field(default_factory=list)
+    codes: tuple[str, ...] = ()
     has_gap: bool = False
+    n_missing: int = 0
     longest_gap_s: float = 0.0
     backwards: bool = False
     nonfinite_fraction: float = 0.0
@@ -173,6 +184,7 @@ def assess_quality(
     channel_labels: Sequence[str] | None = None,
     thresholds: QualityThresholds | None = None,
     clip_limits: tuple[float | np.ndarray, float | np.ndarray] | None = None,
+    missing: np.ndarray | None = None,
 ) -> QualityFlags:
     """Assess one window of raw samples.
 
@@ -192,6 +204,9 @@ def assess_quality(
         Saturation limits in channel units, scalars or arrays of shape (n_channels,): samples at or beyond them
         count as clipped. Without them, samples held at the window's own min or max count (see
         ``QualityThresholds.clip_min_run``).
+    missing : array of shape (n_samples,), bool, optional
+        Rows that stand for samples that never arrived (a gap the reader measured; their values are NaN
+        placeholders). They make the window gapped and are left out of the other checks.
 
     Returns
     -------
@@ -211,22 +226,34 @@ def assess_quality(
         raise BadInputError(f"quality: {len(labels)} channel labels for {n_ch} channels")
     if not (sfreq_hz > 0 and math.isfinite(sfreq_hz)):
         raise BadInputError(f"'sfreq_hz' must be a finite number > 0, got {sfreq_hz!r} instead.")
-    reasons: list[str] = []
+    found: dict[str, list[str]] = {}  # code -> reasons, reported in QUALITY_CODES order
 
-    # Timestamps: gaps and backwards steps.
+    # Samples that never arrived, then timestamp gaps and backwards steps.
+    n_missing = int(np.count_nonzero(missing)) if missing is not None else 0
     steps = np.diff(ts)
     gap_mask = steps > th.gap_factor / sfreq_hz
-    has_gap = bool(gap_mask.any())
-    longest_gap_s = float(steps[gap_mask].max()) if has_gap else 0.0
-    if has_gap:
-        reasons.append(f"gap of {longest_gap_s:.3g} s in timestamps")
+    longest_gap_s = float(steps[gap_mask].max()) if gap_mask.any() else 0.0
+    if n_missing:
+        found["gap"] = [f"gap: {n_missing} samples missing ({n_missing / sfreq_hz:.3g} s)"]
+        longest_gap_s = max(longest_gap_s, n_missing / sfreq_hz)
+    elif gap_mask.any():
+        found["gap"] = [f"gap of {longest_gap_s:.3g} s in timestamps"]
     backwards = bool((steps < 0).any())
     if backwards:
-        reasons.append("timestamps go backwards")
+        found["backwards"] = ["timestamps go backwards"]
+    has_gap = "gap" in found
+    if n == 0 or n_missing == n:
+        reason = "empty window" if n == 0 else found["gap"][0]
+        return QualityFlags(
+            ok=False, bad=True, reasons=[reason], codes=("gap",) if n else ("nonfinite",), has_gap=has_gap,
+            longest_gap_s=longest_gap_s, n_missing=n_missing, backwards=backwards,
+        )
+    if n_missing:  # judge the samples that did arrive
+        present = ~np.asarray(missing, dtype=bool)
+        x, ts = x[present], ts[present]
+        n = x.shape[0]
 
     # NaN/Inf, counted before anything is repaired.
-    if n == 0:
-        return QualityFlags(ok=False, bad=True, reasons=["empty window"], has_gap=has_gap, backwards=backwards)
     if np.issubdtype(x.dtype, np.floating):
         finite = np.isfinite(x)
     else:
@@ -234,13 +261,13 @@ def assess_quality(
     n_finite = finite.sum(axis=0)
     nonfinite_per_ch = 1.0 - n_finite / n
     nonfinite_fraction = float(nonfinite_per_ch.mean())
-    bad = bool(nonfinite_per_ch.max() > th.max_nonfinite_fraction)
+    bad = bool(nonfinite_per_ch.max() > th.max_nonfinite_fraction) or has_gap
     if nonfinite_fraction > 0:
         text = f"{_percent(nonfinite_fraction)} NaN/Inf"
         worst = int(np.argmax(nonfinite_per_ch))
         if n_ch > 1:
             text += f" (channel '{labels[worst]}': {_percent(float(nonfinite_per_ch[worst]))})"
-        reasons.append(text)
+        found["nonfinite"] = [text]
 
     # Flat channels: tiny spread over the finite samples, or one value held for flat_run_s.
     xf = np.where(finite, x, 0.0).astype(np.float64, copy=False)
@@ -249,11 +276,12 @@ def assess_quality(
     var = (np.where(finite, xf - mean, 0.0) ** 2).sum(axis=0) / safe_count
     run_n = min(n, max(2, round(th.flat_run_s * sfreq_hz)))  # a "run" of one sample is no run
     longest = _longest_run((x[1:] == x[:-1]) & finite[1:] & finite[:-1])
-    flat = (np.sqrt(var) <= th.flat_std) | (longest >= run_n)
     # Spread needs two samples; an all-NaN channel is reported as NaN/Inf, not also as flat.
-    flat &= n_finite >= 2
+    constant = (np.sqrt(var) <= th.flat_std) & (n_finite >= 2)
+    flat = constant | ((longest >= run_n) & (n_finite >= 2))
     flat_channels = tuple(labels[k] for k in np.flatnonzero(flat))
-    reasons.extend(f"channel '{label}' is flat" for label in flat_channels)
+    if flat_channels:
+        found["flat"] = [f"channel '{label}' is flat" for label in flat_channels]
 
     # Clipping: samples at or beyond given limits, or held at the window's own extremes.
     if clip_limits is not None:
@@ -265,19 +293,25 @@ def assess_quality(
         lo = np.where(finite, xf, np.inf).min(axis=0)
         at_rail = finite & ((xf == hi) | (xf == lo))
         clipped_n = _in_runs(at_rail, th.clip_min_run)
-    clipped_frac = np.where(flat | (n_finite == 0), 0.0, clipped_n / n)
+    # A constant channel sits at its own min and max everywhere: that is flat, not clipped. A value held at the
+    # window's extreme (a rail) is clipped, and flat too when held for flat_run_s.
+    clipped_frac = np.where(constant | (n_finite == 0), 0.0, clipped_n / n)
     clipped = clipped_frac > th.clip_fraction
     clipped_channels = tuple(labels[k] for k in np.flatnonzero(clipped))
-    reasons.extend(
-        f"channel '{labels[k]}' is clipped ({_percent(float(clipped_frac[k]))} of samples at its limits)"
-        for k in np.flatnonzero(clipped)
-    )
+    if clipped_channels:
+        found["clipped"] = [
+            f"channel '{labels[k]}' is clipped ({_percent(float(clipped_frac[k]))} of samples at its limits)"
+            for k in np.flatnonzero(clipped)
+        ]
 
+    codes = tuple(code for code in QUALITY_CODES if code in found)
     return QualityFlags(
-        ok=not reasons,
+        ok=not codes,
         bad=bad,
-        reasons=reasons,
+        reasons=[reason for code in codes for reason in found[code]],
+        codes=codes,
         has_gap=has_gap,
+        n_missing=n_missing,
         longest_gap_s=longest_gap_s,
         backwards=backwards,
         nonfinite_fraction=nonfinite_fraction,

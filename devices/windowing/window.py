@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from biostream.windowing.quality import QualityFlags
+from devices.windowing.quality import QualityFlags
 
 
 def seconds_to_samples(duration_s: float, sfreq_hz: float) -> int:
@@ -44,6 +44,11 @@ class Window:
         One label per row of ``data``.
     partial : bool
         True for the padded last window returned by :meth:`Windower.flush`.
+    stream : str
+        Key of the stream the window came from (the windower's ``name``).
+    arrival_s : float
+        When the chunk holding the window's last sample was pulled, in s of the local LSL clock (NaN offline):
+        the start of the window's latency breakdown.
     """
 
     data: np.ndarray
@@ -56,3 +61,5 @@ class Window:
     sfreq_hz: float
     channel_labels: tuple[str, ...]
     partial: bool = False
+    stream: str = ""
+    arrival_s: float = math.nan

@@ -1,36 +1,40 @@
 """Cut a live stream, fed in arbitrary chunks, into fixed windows with a hop; resample and quality-check each.
 
 Window boundaries live on the *input sample index grid*: counting samples from the first one pushed (index 0),
-window ``k`` covers input samples ``[k * hop_n, k * hop_n + win_n)`` with ``win_n = seconds_to_samples(window_s,
-sfreq_hz)`` and ``hop_n = seconds_to_samples(hop_s, sfreq_hz)`` (nearest sample, halves rounded up). So the
-windows are identical however the input is chunked, and they drift neither with chunk sizes nor with timestamp
-jitter. ``hop_s > window_s`` leaves gaps between windows; ``hop_s < window_s`` overlaps them.
+window ``k`` covers input samples ``[start_k, start_k + win_n)`` with ``start_k = seconds_to_samples(k * hop_s,
+sfreq_hz)`` (:func:`~devices.windowing.cut.window_start`) and ``win_n = seconds_to_samples(window_s, sfreq_hz)``.
+So the windows are identical however the input is chunked, and they drift neither with chunk sizes nor with
+timestamp jitter. ``hop_s > window_s`` leaves gaps between windows; ``hop_s < window_s`` overlaps them.
 
-Each emitted :class:`Window` went through, in this order: quality assessment on the raw input samples
-(:func:`~biostream.windowing.quality.assess_quality`), NaN/Inf repair (linear interpolation, ends held, see
-:func:`~biostream.windowing.quality.fill_nonfinite`) so that non-finite values never reach a model, and
-resampling to ``target_sfreq_hz`` (:class:`~biostream.windowing.resample.PolyphaseResampler`, with left context
-taken from the samples preceding the window).
+Each window is made by :meth:`~devices.windowing.cut.WindowCutter.cut`, the one path training shares (quality on
+the raw samples, NaN/Inf repair, resampling with left context from the samples before the window).
 
-Memory is bounded: samples go through a :class:`~biostream.windowing.ring.RingBuffer` of
+**Gaps keep the grid on time.** A reader that finds samples missing (a gap it measured) says so with
+:meth:`Windower.push_gap`: the missing samples take their places on the grid as NaN placeholders marked missing,
+so a window covers its true time span and a window with a hole is flagged ``gap``. Windows that would hold only
+missing samples are skipped (counted in :attr:`Windower.n_skipped`), so an hour-long outage costs nothing. After a
+clock jump or a reconnection the caller :meth:`~Windower.reset` s the windower: the grid starts again at the next
+sample.
+
+Memory is bounded: samples go through a :class:`~devices.windowing.ring.RingBuffer` of
 ``context + win_n + max_chunk_samples`` samples; a larger chunk is fed in pieces of ``max_chunk_samples``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 
-from biostream.windowing.quality import QualityThresholds, assess_quality, fill_nonfinite
-from biostream.windowing.resample import PolyphaseResampler
-from biostream.windowing.ring import RingBuffer
-from biostream.windowing.window import Window, seconds_to_samples
 from devices._checks import ensure_int, ensure_positive
 from devices.errors import BadInputError, StreamMismatchError
+from devices.windowing.cut import WindowCutter, window_start
+from devices.windowing.quality import QualityThresholds
+from devices.windowing.ring import RingBuffer
+from devices.windowing.window import Window, seconds_to_samples
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ class Windower:
     dtype : numpy dtype
         Dtype of the ring and of ``Window.data``.
     max_denominator : int
-        Bound on the resampling ratio's denominator (see :func:`~biostream.windowing.resample.rational_ratio`).
+        Bound on the resampling ratio's denominator (see :func:`~devices.windowing.resample.rational_ratio`).
 
     Raises
     ------
@@ -105,36 +109,32 @@ class Windower:
         self.window_s = _positive(window_s, "window_s")
         self.hop_s = _positive(hop_s, "hop_s")
         self.sfreq_hz = _positive(sfreq_hz, "sfreq_hz")
-        self.target_sfreq_hz = (
-            self.sfreq_hz if target_sfreq_hz is None else _positive(target_sfreq_hz, "target_sfreq_hz")
-        )
-        self.thresholds = thresholds if thresholds is not None else QualityThresholds()
-
-        self.window_samples = seconds_to_samples(self.window_s, self.sfreq_hz)
         self.hop_samples = seconds_to_samples(self.hop_s, self.sfreq_hz)
-        self.output_samples = seconds_to_samples(self.window_s, self.target_sfreq_hz)
-        for what, seconds, n, rate in (
-            ("window_s", self.window_s, self.window_samples, self.sfreq_hz),
-            ("hop_s", self.hop_s, self.hop_samples, self.sfreq_hz),
-            ("window_s", self.window_s, self.output_samples, self.target_sfreq_hz),
-        ):
-            if n < 1:
-                raise BadInputError(
-                    f"stream '{self.name}': '{what}' = {seconds!r} s is {n} samples at {rate:g} Hz; "
-                    "it must map to at least 1 sample"
-                )
-
+        if self.hop_samples < 1:
+            raise BadInputError(
+                f"stream '{self.name}': 'hop_s' = {hop_s!r} s is {self.hop_samples} samples at {self.sfreq_hz:g} Hz; "
+                "it must map to at least 1 sample"
+            )
         self.stream_channel_labels, self._selection = self._resolve_channels(channel_labels, n_channels, channels)
         self.channel_labels = tuple(self.stream_channel_labels[k] for k in self._selection)
         self._select_all = self._selection == list(range(len(self.stream_channel_labels)))
         self.clip_limits = self._resolve_clip_limits(clip_limits)
-
-        self._resampler = (
-            None
-            if math.isclose(self.target_sfreq_hz, self.sfreq_hz, rel_tol=1e-12)
-            else PolyphaseResampler(self.sfreq_hz, self.target_sfreq_hz, max_denominator=max_denominator)
+        self.cutter = WindowCutter(
+            self.window_s,
+            self.sfreq_hz,
+            self.channel_labels,
+            target_sfreq_hz=target_sfreq_hz,
+            thresholds=thresholds,
+            clip_limits=self.clip_limits,
+            dtype=dtype,
+            max_denominator=max_denominator,
+            name=self.name,
         )
-        self._context = self._resampler.context_samples if self._resampler is not None else 0
+        self.target_sfreq_hz = self.cutter.target_sfreq_hz
+        self.thresholds = self.cutter.thresholds
+        self.window_samples = self.cutter.window_samples
+        self.output_samples = self.cutter.output_samples
+        self._context = self.cutter.context_samples
         if max_chunk_samples is None:
             max_chunk_samples = max(self.hop_samples, round(self.sfreq_hz), 1)
         self.max_chunk_samples = ensure_int(max_chunk_samples, "max_chunk_samples", minimum=1)
@@ -142,13 +142,15 @@ class Windower:
         # resampler wants `context` samples before the oldest pending window start.
         capacity = self._context + self.window_samples + self.max_chunk_samples
         self._ring = RingBuffer(capacity, len(self.channel_labels), dtype=dtype, name=self.name)
+        self._gaps: deque[tuple[int, int]] = deque()  # [first, stop) absolute indices of samples marked missing
         self._next_index = 0
         self._n_windows = 0
+        self._n_skipped = 0
         logger.debug(
-            "windower '%s': %d-sample windows, hop %d at %g Hz -> %d samples at %g Hz, ring %d samples",
+            "windower '%s': %d-sample windows, hop %g s at %g Hz -> %d samples at %g Hz, ring %d samples",
             self.name,
             self.window_samples,
-            self.hop_samples,
+            self.hop_s,
             self.sfreq_hz,
             self.output_samples,
             self.target_sfreq_hz,
@@ -233,6 +235,11 @@ class Windower:
         return self._next_index
 
     @property
+    def n_skipped(self) -> int:
+        """Windows skipped because all their samples were missing (long gaps), since construction or reset."""
+        return self._n_skipped
+
+    @property
     def capacity_samples(self) -> int:
         """Size of the internal ring in input samples (the memory bound)."""
         return self._ring.capacity_samples
@@ -245,11 +252,13 @@ class Windower:
     def reset(self) -> None:
         """Forget all samples; the next sample pushed is index 0 and the next window is index 0."""
         self._ring.reset()
+        self._gaps.clear()
         self._next_index = 0
         self._n_windows = 0
+        self._n_skipped = 0
 
     # ------------------------------------------------------------------ feeding
-    def push(self, data: np.ndarray, timestamps: np.ndarray) -> list[Window]:
+    def push(self, data: np.ndarray, timestamps: np.ndarray, *, arrival_s: float = math.nan) -> list[Window]:
         """Feed a chunk and return every window it completes, oldest first.
 
         Parameters
@@ -259,6 +268,8 @@ class Windower:
             for a single-channel stream.
         timestamps : array of shape (n_samples,)
             Sample times in seconds (finite).
+        arrival_s : float
+            When the chunk was pulled (s, local LSL clock); stamped on the windows it completes.
 
         Returns
         -------
@@ -296,7 +307,49 @@ class Windower:
         for pos in range(0, n, self.max_chunk_samples):
             stop = pos + self.max_chunk_samples
             self._ring.push(data[pos:stop], timestamps[pos:stop])
-            self._emit_ready(windows)
+            self._emit_ready(windows, arrival_s)
+        return windows
+
+    def push_gap(
+        self, n_missing: int, first_timestamp_s: float, period_s: float, *, arrival_s: float = math.nan
+    ) -> list[Window]:
+        """Mark ``n_missing`` samples as missing at the end of the stream so far; return the windows completed.
+
+        The missing samples get NaN placeholders stamped ``first_timestamp_s + k * period_s``. Windows holding
+        some of them are flagged (``quality.codes`` has ``"gap"``); windows holding nothing else are skipped.
+        Placeholders are written only while a pending window still holds real samples, so the cost is bounded by
+        the window length whatever the gap's.
+
+        Parameters
+        ----------
+        n_missing : int
+            Samples lost (>= 0).
+        first_timestamp_s : float
+            Time the first of them would have had, in s.
+        period_s : float
+            Sample period, in s (1 / effective rate).
+        arrival_s : float
+            When the samples after the gap were pulled (s); stamped on the windows completed.
+        """
+        n_missing = ensure_int(n_missing, "n_missing", minimum=0)
+        windows: list[Window] = []
+        if n_missing == 0:
+            return windows
+        first = self._ring.n_pushed
+        stop = first + n_missing
+        self._gaps.append((first, stop))
+        n_channels = len(self.channel_labels)
+        written = 0
+        # Fill while the next window starts before the gap: it holds real samples and must come out, flagged.
+        while written < n_missing and window_start(self._next_index, self.hop_s, self.sfreq_hz) < first:
+            piece = min(n_missing - written, self.max_chunk_samples)
+            fill = np.full((piece, n_channels), np.nan, dtype=self._ring.dtype)
+            self._ring.push(fill, first_timestamp_s + period_s * np.arange(written, written + piece))
+            written += piece
+            self._emit_ready(windows, arrival_s)
+        if written < n_missing:  # the rest holds no real sample: count it, keep only the ring's worth
+            self._ring.push_fill(n_missing - written, np.nan, first_timestamp_s + period_s * written, period_s)
+            self._emit_ready(windows, arrival_s)
         return windows
 
     def flush(self) -> list[Window]:
@@ -311,71 +364,61 @@ class Windower:
         list of Window
             Zero or one window.
         """
-        start = self._next_index * self.hop_samples
+        start = window_start(self._next_index, self.hop_s, self.sfreq_hz)
         n_seen = self._ring.n_pushed
         out: list[Window] = []
         if start < n_seen:
-            out.append(self._make_window(self._next_index, start, n_seen))
+            out.append(self._make_window(self._next_index, start, n_seen, math.nan))
         self.reset()
         return out
 
     # ------------------------------------------------------------------ windows
-    def _emit_ready(self, windows: list[Window]) -> None:
-        """Append every window that the samples pushed so far complete."""
+    def _emit_ready(self, windows: list[Window], arrival_s: float) -> None:
+        """Append every window that the samples pushed so far complete (skipping all-missing ones)."""
         n_seen = self._ring.n_pushed
         while True:
-            start = self._next_index * self.hop_samples
+            start = window_start(self._next_index, self.hop_s, self.sfreq_hz)
             stop = start + self.window_samples
             if stop > n_seen:
                 return
-            windows.append(self._make_window(self._next_index, start, stop))
+            if self._all_missing(start, stop):
+                self._n_skipped += 1
+            else:
+                windows.append(self._make_window(self._next_index, start, stop, arrival_s))
+                self._n_windows += 1
             self._next_index += 1
-            self._n_windows += 1
 
-    def _make_window(self, index: int, start: int, stop: int) -> Window:
+    def _all_missing(self, start: int, stop: int) -> bool:
+        """True when one recorded gap covers input samples ``[start, stop)``; prunes gaps out of the ring."""
+        oldest = self._ring.first_index
+        while self._gaps and self._gaps[0][1] <= oldest:
+            self._gaps.popleft()
+        return any(first <= start and stop <= end for first, end in self._gaps)
+
+    def _missing_mask(self, start: int, stop: int) -> np.ndarray | None:
+        """Rows of ``[start, stop)`` marked missing, or None when none are."""
+        mask = None
+        for first, end in self._gaps:
+            lo, hi = max(first, start), min(end, stop)
+            if lo < hi:
+                if mask is None:
+                    mask = np.zeros(stop - start, dtype=bool)
+                mask[lo - start : hi - start] = True
+        return mask
+
+    def _make_window(self, index: int, start: int, stop: int, arrival_s: float) -> Window:
         """Build window ``index`` from input samples ``[start, stop)`` (``stop`` short of a full window on flush)."""
-        context = self._resampler.context_for(start) if self._resampler is not None else 0
+        context = self.cutter.context_for(start)
         block, ts = self._ring.get(start - context, stop)
         n_real = stop - start
-        partial = n_real < self.window_samples
-        if partial:
-            missing = self.window_samples - n_real
-            pad = np.full((missing, block.shape[1]), np.nan, dtype=np.result_type(block.dtype, np.float32))
+        missing = self._missing_mask(start, start + self.window_samples)
+        if n_real < self.window_samples:
+            pad_n = self.window_samples - n_real
+            pad = np.full((pad_n, block.shape[1]), np.nan, dtype=np.result_type(block.dtype, np.float32))
             block = np.concatenate([block, pad], axis=0)
-            ts = np.concatenate([ts, ts[-1] + np.arange(1, missing + 1) / self.sfreq_hz])
-        t_start, t_end = float(ts[context]), float(ts[context + n_real - 1])
-        quality = assess_quality(
-            block[context:],
-            ts[context:],
-            self.sfreq_hz,
-            channel_labels=self.channel_labels,
-            thresholds=self.thresholds,
-            clip_limits=self.clip_limits,
-        )
-        if partial:
-            quality = dataclasses.replace(
-                quality,
-                ok=False,
-                reasons=[f"partial window: {n_real} of {self.window_samples} samples", *quality.reasons],
-            )
-        block = fill_nonfinite(block)
-        if self._resampler is not None:
-            samples = self._resampler.resample(block, context, self.output_samples)
-        else:
-            samples = block  # already a copy out of the ring
-        data = np.ascontiguousarray(samples.T, dtype=self._ring.dtype)
-        return Window(
-            data=data,
-            t_start=t_start,
-            t_end=t_end,
-            index=index,
-            sample_start=start,
-            sample_stop=stop,
-            quality=quality,
-            sfreq_hz=self.target_sfreq_hz,
-            channel_labels=self.channel_labels,
-            partial=partial,
-        )
+            ts = np.concatenate([ts, ts[-1] + np.arange(1, pad_n + 1) / self.sfreq_hz])
+            return self.cutter.cut(block, ts, context, index=index, start=start, missing=missing, n_real=n_real)
+        return self.cutter.cut(block, ts, context, index=index, start=start, missing=missing, arrival_s=arrival_s)
 
     def __repr__(self) -> str:
         return (

@@ -112,6 +112,19 @@ class RingBuffer:
         self._write(data, timestamps, self._n_pushed + skipped)
         self._n_pushed += n
 
+    def push_fill(self, n: int, value: float, first_timestamp_s: float, period_s: float) -> None:
+        """Append ``n`` samples all equal to ``value``, stamped ``first_timestamp_s + k * period_s``.
+
+        Only the newest ``capacity_samples`` of them are written, so the cost does not grow with ``n`` (a long
+        gap's placeholders).
+        """
+        n = ensure_int(n, "n", minimum=0)
+        kept = min(n, self.capacity_samples)
+        skipped = n - kept
+        data = np.full((kept, self.n_channels), value, dtype=self._data.dtype)
+        self._write(data, first_timestamp_s + period_s * np.arange(skipped, n), self._n_pushed + skipped)
+        self._n_pushed += n
+
     def _write(self, data: np.ndarray, timestamps: np.ndarray, start_index: int) -> None:
         """Copy ``data`` (at most capacity rows) so that its first row lands at absolute ``start_index``."""
         n = data.shape[0]
