@@ -97,6 +97,8 @@ def streams(wait_s: float, as_json: bool) -> None:
 )
 @click.option("--no-artefacts", is_flag=True, help="Clean signals: no noise bursts, wander, powerline or lead-off.")
 @click.option("--name-suffix", default="", help="Appended to stream names and source ids.")
+@click.option("--dwell-scale", default=1.0, show_default=True, type=float,
+              help="Factor on how long each state lasts (0.3: stress states change about every minute).")
 def simulate(
     scenario: str,
     modalities: str,
@@ -105,6 +107,7 @@ def simulate(
     devices: tuple[str, ...],
     no_artefacts: bool,
     name_suffix: str,
+    dwell_scale: float,
 ) -> None:
     """Publish simulated paired physiology, one LSL outlet per modality, plus a marker stream of states."""
     from devices.live_sim import LiveSimulation
@@ -116,6 +119,7 @@ def simulate(
         devices=_parse_pairs(devices, "--device"),
         artefacts=not no_artefacts,
         name_suffix=name_suffix,
+        dwell_scale=dwell_scale,
     )
     with live:
         for line in live.describe():
@@ -166,6 +170,39 @@ def replay(
             replayed = player.player.elapsed_rel_s()
         bar.close()
         click.echo(f"Replayed {replayed:.1f} s of '{path}' ({player.passes_queued} pass(es)).")
+
+
+@cli.command()
+@click.option("--bundle", required=True, help="Bridge bundle: a .bxb path, or 'demo' for the shipped one.")
+@click.option(
+    "--stream", "streams", multiple=True, metavar="KEY=VALUE",
+    help="Stream to monitor, e.g. type=PPG or name='Polar H10 ECG' (repeatable). Default: every visible stream "
+    "of the bundle's modality.",
+)
+@click.option("--headless", is_flag=True, help="No window: print predictions and a summary.")
+@click.option("--duration", "duration_s", type=float, default=None, help="Seconds to run (default: until Ctrl-C).")
+@click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
+              help="Record raw streams, predictions and markers to this XDF file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per prediction, and a JSON summary last.")
+@click.option("--hop-s", type=float, default=None, help="Seconds between windows (default: the bundle's).")
+@click.option("--channel", "channels", multiple=True, metavar="BUNDLE_LABEL=STREAM_LABEL",
+              help="Which stream channel feeds a bundle channel, e.g. BVP=PPG2 (repeatable).")
+@click.option("--ray-address", default=None, help="Join this Ray cluster (HOST:PORT) instead of starting one.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Inference device (auto: CUDA where the inference node has a GPU).")
+def monitor(
+    bundle: str, streams: tuple[str, ...], headless: bool, duration_s: float | None, record_path: str | None,
+    as_json: bool, hop_s: float | None, channels: tuple[str, ...], ray_address: str | None, device: str,
+) -> None:
+    """Run a bridged model on live LSL streams: predictions every hop, health, recording."""
+    from biostream.runtime.headless import run_monitor
+
+    code = run_monitor(
+        bundle=bundle, selectors=list(streams), duration_s=duration_s, record_path=record_path, as_json=as_json,
+        hop_s=hop_s, channel_map=_parse_pairs(channels, "--channel"), ray_address=ray_address, device=device,
+        headless=headless,
+    )
+    sys.exit(code)
 
 
 @cli.command()

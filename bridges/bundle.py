@@ -62,6 +62,7 @@ __all__ = [
     "bundle_summary",
     "check_onnx_graph",
     "demo_bundle_path",
+    "parse_bundle",
     "read_bundle",
     "resolve_bundle_path",
     "write_bundle",
@@ -341,7 +342,27 @@ def read_bundle(name_or_path: str | Path, *, check_onnx: bool = True) -> Bundle:
     path = resolve_bundle_path(name_or_path)
     if not path.is_file():
         raise BundleError(f"Bundle '{path}': no such file.")
-    data = path.read_bytes()  # one read: the hash and the content checked are of the same bytes
+    return parse_bundle(path.read_bytes(), path, check_onnx=check_onnx)  # one read: hash and content agree
+
+
+def parse_bundle(data: bytes, path: str | Path = "<bytes>", *, check_onnx: bool = True) -> Bundle:
+    """Validate a bundle given as bytes (e.g. sent to another process); :func:`read_bundle` reads the file.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole ``*.bxb`` file.
+    path : str or Path
+        Where it came from, for messages and :attr:`Bundle.path`.
+    check_onnx : bool
+        As for :func:`read_bundle`.
+
+    Raises
+    ------
+    BundleError
+        As for :func:`read_bundle`.
+    """
+    path = Path(path)
     try:
         members = _read_members(data)
         manifest = _parse_manifest(members[MANIFEST_MEMBER])

@@ -38,6 +38,8 @@ class LiveSimulation:
         Add noise and artefacts.
     name_suffix : str
         Appended to stream names and source ids.
+    dwell_scale : float
+        Factor on the duration of every state episode (0.3: states change about every minute in ``stress``).
     """
 
     def __init__(
@@ -49,8 +51,11 @@ class LiveSimulation:
         devices: dict[str, str] | None = None,
         artefacts: bool = True,
         name_suffix: str = "",
+        dwell_scale: float = 1.0,
     ) -> None:
-        self.simulator = PhysioSimulator(scenario, list(modalities), seed=seed, devices=devices, artefacts=artefacts)
+        self.simulator = PhysioSimulator(
+            scenario, list(modalities), seed=seed, devices=devices, artefacts=artefacts, dwell_scale=dwell_scale
+        )
         self.player = LslPlayer()
         self._first = self.simulator.next_block(_AHEAD_S)
         self.streams = block_streams(self.simulator, self._first)

@@ -64,12 +64,15 @@ def make_stream_info(
 
 
 def channels_from_info(info: pylsl.StreamInfo) -> tuple[list[str], list[str], list[str]]:
-    """Read ``(labels, units, types)`` from a full stream info; generic names where the description has none."""
+    """Read ``(labels, units, types)`` from a full stream info; generic names where the description has none.
+
+    A channel's label is its ``<label>``, else its ``<name>`` (as some Polar H10 bridges write it).
+    """
     n = info.channel_count()
     labels, units, types = [], [], []
     ch = info.desc().child("channels").child("channel")
     while not ch.empty() and len(labels) < n:
-        labels.append(ch.child_value("label"))
+        labels.append(ch.child_value("label") or ch.child_value("name"))  # some bridges (Polar) write <name>
         units.append(ch.child_value("unit"))
         types.append(ch.child_value("type"))
         ch = ch.next_sibling("channel")

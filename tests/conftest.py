@@ -32,3 +32,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """One local Ray for the whole test session (starting one takes seconds), on loopback like the monitor's."""
+    from biostream.runtime import cluster
+
+    started = cluster.connect(None, num_cpus=2)
+    yield
+    if started:
+        import ray
+
+        ray.shutdown()

@@ -219,11 +219,11 @@ class Dejitterer:
                 continue
             if is_jump[start]:
                 before = self._last_ts if start == 0 else float(ts[start - 1])
-                update.events.append(JumpEvent(self.label, float(before), float(steps[start])))
+                update.events.append(JumpEvent(self.label, float(before), float(steps[start]), start))
                 logger.warning("%s", update.events[-1].describe())
                 self.reset()
                 steps[start] = np.nan
-            self._fit_segment(ts[start:stop], out[start:stop], update)
+            self._fit_segment(ts[start:stop], out[start:stop], update, start)
         self._last_wall_s = wall_s
         return update
 
@@ -264,13 +264,18 @@ class Dejitterer:
                 level = 0.0
         return missing
 
-    def _fit_segment(self, ts: np.ndarray, out: np.ndarray, update: TimelineUpdate) -> None:
-        """Index, gap-check and fit the samples of one jump-free stretch; write their dejittered times to out."""
+    def _fit_segment(self, ts: np.ndarray, out: np.ndarray, update: TimelineUpdate, offset: int) -> None:
+        """Index, gap-check and fit the samples of one jump-free stretch; write their dejittered times to out.
+
+        ``offset`` is the stretch's position in the chunk (events say where in the chunk they are).
+        """
         period = 1.0 / self.rate_hz
         missing = self._find_gaps(ts, period)
         for i in np.flatnonzero(missing).tolist():
             before = float(ts[i - 1]) if i else float(self._last_ts)
-            event = GapEvent(self.label, float(before + period), float(missing[i] * period), int(missing[i]))
+            event = GapEvent(
+                self.label, float(before + period), float(missing[i] * period), int(missing[i]), chunk_index=offset + i
+            )
             update.events.append(event)
             logger.info("%s", event.describe())
         update.n_missing += int(missing.sum())

@@ -27,6 +27,8 @@ class GapEvent:
         Estimated number of samples lost (step × effective rate − 1, rounded).
     after_reconnect : bool
         True when the gap spans a disconnection (the first samples after a :class:`ReconnectEvent`).
+    chunk_index : int
+        Samples of the chunk that carries the event that come before the gap (where to split the chunk).
     """
 
     kind: ClassVar[str] = "gap"
@@ -35,6 +37,7 @@ class GapEvent:
     duration_s: float
     n_missing: int
     after_reconnect: bool = False
+    chunk_index: int = 0
 
     def describe(self) -> str:
         """One line for logs."""
@@ -60,12 +63,15 @@ class JumpEvent:
         Timestamp of the last sample before the jump, in s.
     size_s : float
         Signed step from that sample to the next, in s (negative: backwards).
+    chunk_index : int
+        Samples of the chunk that carries the event that come before the jump (where to split the chunk).
     """
 
     kind: ClassVar[str] = "jump"
     stream: str
     at_s: float
     size_s: float
+    chunk_index: int = 0
 
     @property
     def backwards(self) -> bool:

@@ -151,6 +151,8 @@ class PhysioSimulator:
     artefacts : bool
         Add baseline wander, motion artefacts, 50 Hz powerline and rare lead-off segments. Sensor noise is
         always present.
+    dwell_scale : float
+        Factor on the duration of every state episode (see :class:`~devices.simulate.timeline.StateTimeline`).
 
     Raises
     ------
@@ -159,14 +161,14 @@ class PhysioSimulator:
     """
 
     def __init__(self, scenario: str, modalities: Sequence[str], seed: int = 0,
-                 devices: Mapping[str, str] | None = None, artefacts: bool = True) -> None:
+                 devices: Mapping[str, str] | None = None, artefacts: bool = True, dwell_scale: float = 1.0) -> None:
         self.scenario = get_scenario(scenario).name
         self.seed = seed_int(seed)
         self._profiles = resolve_profiles(modalities, devices)
         self.modalities: tuple[str, ...] = tuple(self._profiles)
         self.devices: dict[str, str] = {m: (devices or {}).get(m) or SIMULATED_DEVICE[m][0] for m in self.modalities}
         self.artefacts = bool(artefacts)
-        self.timeline = StateTimeline(get_scenario(scenario), _rng(self.seed, "timeline"))
+        self.timeline = StateTimeline(get_scenario(scenario), _rng(self.seed, "timeline"), dwell_scale)
         self.subject = SubjectParams.draw(_rng(self.seed, "subject"))
         self._drivers = Drivers(self.timeline, self.subject, _rng(self.seed, "drivers"))
         self._renderers = {}

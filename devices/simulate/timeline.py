@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from devices._checks import ensure_positive
 from devices.simulate.scenarios import Scenario
 
 
@@ -16,11 +17,14 @@ class StateTimeline:
         The table of states.
     rng : numpy.random.Generator
         Used only for episode durations and transitions, in order, so the timeline depends on the seed alone.
+    dwell_scale : float
+        Factor on every episode's duration (e.g. 0.3 for a demo whose states change about every minute).
     """
 
-    def __init__(self, scenario: Scenario, rng: np.random.Generator) -> None:
+    def __init__(self, scenario: Scenario, rng: np.random.Generator, dwell_scale: float = 1.0) -> None:
         self.scenario = scenario
         self._rng = rng
+        self.dwell_scale = ensure_positive(dwell_scale, "dwell_scale")
         self._names = scenario.state_names
         self._transitions = scenario.transition_matrix()
         self._physio = scenario.physio_matrix()
@@ -31,7 +35,7 @@ class StateTimeline:
     def _draw_duration(self, state: int) -> float:
         spec = self.scenario.states[state]
         shape = 1.0 / spec.cv**2
-        duration = max(spec.min_s, float(self._rng.gamma(shape, spec.mean_s / shape)))
+        duration = self.dwell_scale * max(spec.min_s, float(self._rng.gamma(shape, spec.mean_s / shape)))
         if self.scenario.epoch_s > 0:
             duration = max(1.0, round(duration / self.scenario.epoch_s)) * self.scenario.epoch_s
         return duration

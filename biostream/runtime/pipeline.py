@@ -1,0 +1,360 @@
+"""One monitored stream, end to end up to the model: reader → channel match → windower → quality gate, plus health.
+
+:class:`StreamPipeline` is plain Python (no Ray): a :class:`~biostream.runtime.stream_group.StreamGroup` hosts many
+of them in one actor and calls :meth:`StreamPipeline.poll` on its poll loop. A poll never blocks (the reader's
+pulls do not), so a flapping outlet cannot stall the other streams of the group.
+
+What the reader reports reaches the windows: a gap inside a connection becomes NaN placeholders marked missing
+(:meth:`devices.windowing.Windower.push_gap`, the window keeps its true time span and is flagged), a clock jump or
+a reconnection restarts the window grid. A window whose quality fails, or that comes while the stream's effective
+rate is more than ``rate_tolerance`` off its nominal rate (so windows would hold the wrong span of time), is
+marked rejected with the reason: the group turns it into "no prediction" instead of sending it to the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pylsl
+
+from biostream.lsl import (
+    DisconnectEvent,
+    GapEvent,
+    JumpEvent,
+    ReaderState,
+    ReconnectEvent,
+    StreamDescription,
+    StreamReader,
+)
+from biostream.runtime.matching import StreamMatch, match_stream
+from biostream.runtime.records import Latency, LatencyStats, Prediction, SessionEvent, StreamHealth
+from bridges.bundle import InputInfo
+from devices.errors import StreamMismatchError
+from devices.windowing import RingBuffer, Window, Windower
+
+logger = logging.getLogger(__name__)
+
+# Seconds after which a problem stops colouring the health amber.
+_RECENT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What a stream's windows must be for the bundle attached to it (pickles; crosses into actors).
+
+    Attributes
+    ----------
+    bundle_key : str
+        Which inference actor runs the model (the bundle's SHA-256).
+    task : str
+        The bundle's task.
+    class_names : tuple of str
+        Its classes.
+    spec : InputInfo
+        Its input contract (modality, channels, rate, window, default hop, units).
+    hop_s : float
+        Hop between windows for this stream (s).
+    channel_map : dict
+        ``--channel`` overrides, bundle label → stream label.
+    """
+
+    bundle_key: str
+    task: str
+    class_names: tuple[str, ...]
+    spec: InputInfo
+    hop_s: float
+    channel_map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """A stream to monitor: its key, how to find it, and the model it feeds (None: display and record only)."""
+
+    key: str
+    description: StreamDescription
+    model: ModelInput | None = None
+
+
+@dataclass(frozen=True)
+class ReadyWindow:
+    """A window cut by a pipeline, with when it was ready and, if refused, why."""
+
+    window: Window
+    ready_s: float
+    reject: str = ""
+    codes: tuple[str, ...] = ()
+
+
+def rejected_prediction(ready: ReadyWindow, model: ModelInput, reason: str, codes: tuple[str, ...],
+                        published_s: float) -> Prediction:
+    """A "no prediction" record for a window that did not reach the model."""
+    w = ready.window
+    return Prediction(
+        stream=w.stream, task=model.task, t_start=w.t_start, t_end=w.t_end, probabilities=None, label=-1,
+        class_names=model.class_names, reason=reason, codes=codes,
+        latency=Latency(w.t_end, w.arrival_s, ready.ready_s, ready.ready_s, published_s),
+    )
+
+
+class StreamPipeline:
+    """Reader, windower, quality gate, health and a display history for one stream.
+
+    Parameters
+    ----------
+    spec : StreamSpec
+        The stream and the model it feeds.
+    lost_after_s : float
+        Reconnecting longer than this reports the stream lost (s); it keeps looking for it.
+    display_s : float
+        Raw history kept for display snapshots (s).
+    rate_tolerance : float
+        Largest relative difference between effective and nominal rate before windows are refused.
+    """
+
+    def __init__(
+        self, spec: StreamSpec, *, lost_after_s: float = 10.0, display_s: float = 60.0, rate_tolerance: float = 0.05
+    ) -> None:
+        self.spec = spec
+        self.key = spec.key
+        self.lost_after_s = float(lost_after_s)
+        self.display_s = float(display_s)
+        self.rate_tolerance = float(rate_tolerance)
+        self.reader = StreamReader(spec.description, require_regular=spec.model is not None)
+        self.match: StreamMatch | None = None
+        self.windower: Windower | None = None
+        self._display: RingBuffer | None = None
+        self._scales: np.ndarray | None = None
+        self.latency = LatencyStats()
+        self.counts = dict.fromkeys(("windows", "predictions", "rejected", "dropped", "errors"), 0)
+        self._problem_at = -math.inf
+        self._problem = ""
+        self._lost_reported = False
+        self._failed: StreamMismatchError | None = None
+        self.provider = ""
+
+    # ------------------------------------------------------------------ set-up
+    def connect(self, timeout_s: float = 5.0) -> list[str]:
+        """Open the stream and match it to the model (blocking: call it off the poll loop).
+
+        Returns
+        -------
+        list of str
+            Notes on the match a user should see (which of several channels, an assumed unit).
+
+        Raises
+        ------
+        BadInputError, StreamMismatchError
+            The stream is not visible, or does not fit the model (one line saying what is missing).
+        """
+        reader = self.reader.connect(timeout_s)
+        info = reader.description
+        notes: list[str] = []
+        model = self.spec.model
+        if model is not None:
+            spec = model.spec
+            try:
+                self.match = match_stream(
+                    spec, stream_name=info.name, stream_type=info.type, sfreq_hz=info.sfreq_hz,
+                    labels=reader.channel_labels, types=reader.channel_types, units=reader.channel_units,
+                    overrides=model.channel_map,
+                )
+            except StreamMismatchError:
+                reader.close()
+                raise
+            notes = list(self.match.notes)
+            self._scales = np.asarray(self.match.scales, dtype=np.float32)
+            if np.all(self._scales == 1.0):
+                self._scales = None
+            self.windower = Windower(
+                spec.window_s, model.hop_s, info.sfreq_hz, channel_labels=spec.channel_labels,
+                target_sfreq_hz=spec.sfreq_hz, name=self.key,
+            )
+        if info.is_numeric:
+            self._display = RingBuffer(
+                max(1, math.ceil(self.display_s * info.sfreq_hz)) if info.is_regular else 4096,
+                info.n_channels, dtype=np.float32, name=self.key,
+            )
+        return notes
+
+    def close(self) -> None:
+        """Close the reader."""
+        self.reader.close()
+
+    # ------------------------------------------------------------------ polling
+    def poll(self) -> tuple[list[ReadyWindow], list[SessionEvent]]:
+        """Pull what arrived, feed the windower, and return the windows completed and the events (never blocks)."""
+        events: list[SessionEvent] = []
+        if self._failed is not None:
+            return [], events
+        try:
+            chunk = self.reader.pull()
+        except StreamMismatchError as err:
+            self._failed = err
+            self._note_problem(str(err))
+            return [], [SessionEvent("mismatch", str(err), self.key, "error", pylsl.local_clock())]
+        now = pylsl.local_clock()
+        if chunk is None:
+            self._check_lost(now, events)
+            return [], events
+        windows: list[Window] = []
+        splits = []  # (chunk index, action, event)
+        for event in chunk.events:
+            events.append(self._describe(event, now))
+            if isinstance(event, ReconnectEvent):
+                self._lost_reported = False
+                if self.windower is not None:
+                    self.windower.reset()  # a new connection starts a new grid
+            elif isinstance(event, (GapEvent, JumpEvent)) and not getattr(event, "after_reconnect", False):
+                splits.append((event.chunk_index, event))
+        if chunk.n_samples:
+            self._feed(chunk.data, chunk.dejittered_timestamps, splits, now, windows)
+        ready_s = pylsl.local_clock()
+        return [self._gate(w, ready_s) for w in windows], events
+
+    def _feed(self, data: np.ndarray, ts: np.ndarray, splits: list, arrival_s: float, out: list[Window]) -> None:
+        """Push a chunk into the display ring and the windower, splitting it where a gap or a jump falls."""
+        if self._display is not None:
+            self._display.push(data, ts)
+        if self.windower is None:
+            return
+        x = data[:, list(self.match.indices)].astype(np.float32, copy=False)
+        if self._scales is not None:
+            x = x * self._scales
+        start = 0
+        for index, event in sorted(splits, key=lambda item: item[0]):
+            out += self.windower.push(x[start:index], ts[start:index], arrival_s=arrival_s)
+            start = index
+            if isinstance(event, JumpEvent):
+                self.windower.reset()
+            else:
+                period = 1.0 / self.reader.effective_rate_hz
+                out += self.windower.push_gap(event.n_missing, event.start_s, period, arrival_s=arrival_s)
+        out += self.windower.push(x[start:], ts[start:], arrival_s=arrival_s)
+
+    def _gate(self, window: Window, ready_s: float) -> ReadyWindow:
+        self.counts["windows"] += 1
+        if not window.quality.ok:
+            return ReadyWindow(window, ready_s, "; ".join(window.quality.reasons), window.quality.codes)
+        off = self.rate_error()
+        if off is not None:
+            return ReadyWindow(window, ready_s, off, ("rate",))
+        return ReadyWindow(window, ready_s)
+
+    def rate_error(self) -> str | None:
+        """Why the effective rate makes windows wrong (None when it is within tolerance or not yet measured)."""
+        stats = self.reader.stats
+        nominal = self.spec.description.sfreq_hz
+        if not stats.rate_measured or nominal <= 0:
+            return None
+        off = stats.effective_rate_hz / nominal - 1.0
+        if abs(off) <= self.rate_tolerance:
+            return None
+        return (
+            f"effective rate {stats.effective_rate_hz:.4g} Hz is {100 * off:+.1f}% off the nominal {nominal:g} Hz "
+            "(windows would span the wrong time)"
+        )
+
+    # ------------------------------------------------------------------ outcomes
+    def record(self, predictions: list[Prediction]) -> None:
+        """Count the outcomes of this stream's windows (made, rejected, dropped, failed) and their latencies."""
+        latencies = []
+        for p in predictions:
+            if p.ok:
+                self.counts["predictions"] += 1
+                latencies.append(p.latency.total_ms)
+            elif "dropped" in p.codes:
+                self.counts["dropped"] += 1
+                self._note_problem(p.reason)
+            elif "inference_error" in p.codes:
+                self.counts["errors"] += 1
+                self._note_problem(p.reason)
+            else:
+                self.counts["rejected"] += 1
+                self._note_problem(f"no prediction: {p.reason}")
+        self.latency.add(latencies)
+
+    def _note_problem(self, message: str) -> None:
+        self._problem_at = pylsl.local_clock()
+        self._problem = message
+
+    def _describe(self, event: Any, now: float) -> SessionEvent:
+        kind = {GapEvent: "gap", JumpEvent: "jump", DisconnectEvent: "disconnect", ReconnectEvent: "reconnect"}[
+            type(event)
+        ]
+        level = "info" if kind in ("gap", "reconnect") else "warning"
+        text = event.describe()
+        if kind != "reconnect":
+            self._note_problem(text)
+        return SessionEvent(kind, text, self.key, level, now)
+
+    def _check_lost(self, now: float, events: list[SessionEvent]) -> None:
+        if self.reader.state is not ReaderState.RECONNECTING or self._lost_reported:
+            return
+        gone_s = now - self.reader.stats.last_timestamp_s if math.isfinite(self.reader.stats.last_timestamp_s) else 0
+        if gone_s > self.lost_after_s:
+            self._lost_reported = True
+            message = f"stream '{self.spec.description.name}' lost: no data for {gone_s:.0f} s (still looking for it)"
+            self._note_problem(message)
+            events.append(SessionEvent("lost", message, self.key, "error", now))
+
+    # ------------------------------------------------------------------ views
+    def health(self, node_id: str = "") -> StreamHealth:
+        """A snapshot of how the stream is doing."""
+        now = pylsl.local_clock()
+        stats = self.reader.stats
+        desc = self.spec.description
+        state = stats.state
+        if self._failed is not None:
+            state = "failed"
+        elif self._lost_reported:
+            state = "lost"
+        level, message = "green", ""
+        rate_off = self.rate_error()
+        if state in ("failed", "lost") or rate_off:
+            level, message = "red", str(self._failed or "") or (self._problem if state == "lost" else rate_off)
+        elif state in ("reconnecting", "idle") or now - self._problem_at < _RECENT_S:
+            level = "amber"
+            message = "reconnecting" if state == "reconnecting" else self._problem
+        lag = now - stats.last_timestamp_s if math.isfinite(stats.last_timestamp_s) else math.nan
+        model = self.spec.model
+        return StreamHealth(
+            stream=self.key, name=desc.name, type=desc.type, state=state, level=level, message=message,
+            nominal_rate_hz=desc.sfreq_hz, effective_rate_hz=float(stats.effective_rate_hz),
+            rate_measured=stats.rate_measured, clock_offset_s=stats.clock_offset_s, jitter_s=stats.jitter_s,
+            samples=stats.samples_received, gaps=stats.n_gaps, missing_samples=stats.n_missing,
+            jumps=stats.n_jumps, disconnects=stats.n_disconnects, reconnects=stats.n_reconnects,
+            nonfinite_samples=stats.n_nonfinite, lag_s=lag, latency_p50_ms=self.latency.percentile(50),
+            latency_p99_ms=self.latency.percentile(99), provider=self.provider,
+            task=model.task if model is not None else "", node_id=node_id, **self.counts,
+        )
+
+    def snapshot(self, seconds: float, points: int) -> dict[str, Any]:
+        """The last ``seconds`` of raw samples, peak-decimated to at most ``points`` per channel.
+
+        Returns
+        -------
+        dict
+            ``t`` (n,) timestamps in s (local LSL clock), ``data`` (n, n_channels) float32 in channel units,
+            ``labels``, ``units``, ``sfreq_hz``; each pair of rows is a bin's min and max once decimated.
+        """
+        out: dict[str, Any] = {"t": np.zeros(0), "data": np.zeros((0, 0), np.float32), "labels": [], "units": []}
+        ring = self._display
+        if ring is None or ring.n_available == 0:
+            return out
+        rate = self.spec.description.sfreq_hz
+        n = ring.n_available if rate <= 0 else min(ring.n_available, max(1, math.ceil(seconds * rate)))
+        data, ts = ring.latest(n)
+        if points >= 2 and n > points:
+            bins = points // 2
+            edges = np.linspace(0, n, bins + 1).astype(np.int64)
+            lo = np.minimum.reduceat(data, edges[:-1], axis=0)
+            hi = np.maximum.reduceat(data, edges[:-1], axis=0)
+            data = np.stack([lo, hi], axis=1).reshape(2 * bins, -1)
+            centre = ts[(edges[:-1] + edges[1:] - 1) // 2]
+            ts = np.repeat(centre, 2)
+        out.update(t=ts, data=data, labels=self.reader.channel_labels, units=self.reader.channel_units, sfreq_hz=rate)
+        return out

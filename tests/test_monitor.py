@@ -1,0 +1,124 @@
+"""The runtime end to end, with real LSL, a real Ray runtime and real ONNX Runtime: a simulated stress session
+monitored with the shipped demo bundle, recorded to XDF, its prediction stream read by a plain pylsl inlet."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pylsl
+import pytest
+import pyxdf
+
+from biostream.runtime.session import MonitorSession
+from devices.errors import StreamMismatchError
+from devices.live_sim import LiveSimulation
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_runtime")]
+
+# Seed 11 at a sixth of the usual dwell: baseline until 23 s, stress until 65 s (see devices.simulate.timeline).
+SEED, DWELL = 11, 0.15
+
+
+def _inlet(name: str, timeout_s: float = 5.0) -> pylsl.StreamInlet:
+    (info,) = pylsl.resolve_bypred(f"name='{name}'", 1, timeout_s)
+    inlet = pylsl.StreamInlet(info, max_buflen=120)
+    inlet.open_stream(timeout=timeout_s)
+    return inlet
+
+
+def _drain(inlet: pylsl.StreamInlet, into: list) -> None:
+    while True:
+        values, stamps = inlet.pull_chunk(timeout=0.0)
+        if not stamps:
+            return
+        into.append((np.asarray(values, dtype=np.float64), np.asarray(stamps)))
+
+
+def test_simulated_session_monitored_recorded_and_published(tmp_path, unique_id):
+    suffix = f"-{unique_id}"
+    path = tmp_path / "session.xdf"
+    live = LiveSimulation("stress", ["ecg", "ppg"], seed=SEED, name_suffix=suffix, dwell_scale=DWELL)
+    with live, MonitorSession(record=path) as session:
+        subscription = session.subscribe()
+        key = session.add_stream(f"name=Sim BVP{suffix}", bundle="demo", hop_s=2.0)
+        prediction_name = next(n for n in _prediction_names() if n.startswith(f"Sim BVP{suffix} stress"))
+        witness = _inlet(f"Sim BVP{suffix}")  # what the outlet sends, seen by an independent inlet
+        plain = _inlet(prediction_name)  # any LSL app can read the predictions
+        runner = threading.Thread(target=live.run, kwargs={"duration_s": 62.0}, daemon=True)
+        runner.start()
+        raw, published = [], []
+        while runner.is_alive():
+            _drain(witness, raw)
+            _drain(plain, published)
+            time.sleep(0.2)
+        time.sleep(1.5)
+        _drain(witness, raw)
+        _drain(plain, published)
+        items = subscription.get_all()
+        summary = session.stop()
+        pushed = dict(zip(live.stream_names, live.player.samples_pushed))
+
+    predictions = [p for kind, p in items if kind == "prediction"]
+    assert len(predictions) >= 24 and all(p.stream == key for p in predictions)
+    ends = np.array([p.t_end for p in predictions])
+    assert np.allclose(np.diff(ends), 2.0, atol=0.05)  # a prediction every hop
+    ok = [p for p in predictions if p.ok]
+    assert len(ok) >= 0.9 * len(predictions) and all(abs(sum(p.probabilities) - 1) < 1e-4 for p in ok)
+
+    # Agreement with the simulator's true state at each window's end (its marker stream is recorded below too).
+    t0 = live.player.t0_lsl
+    truth = live.simulator.timeline.states_at(np.array([p.t_end - t0 for p in ok]))
+    labels = np.array([p.label_name for p in ok])
+    agreement = float(np.mean(labels == truth))
+    balanced = float(np.mean([np.mean(labels[truth == state] == state) for state in set(truth)]))
+    assert set(truth) == {"baseline", "stress"}
+    # Chance is 1/3 for either measure; a model that always said one class would score 0.5 balanced. The model
+    # lags a state change by the window plus the body's transition (~15 s), so the first stress windows miss.
+    pairs = " ".join(f"{a[0]}{b[0]}" for a, b in zip(truth, labels))
+    assert agreement >= 0.5 and balanced >= 0.65, (agreement, balanced, pairs)
+
+    # The summary and the latency breakdown.
+    assert summary["windows"] == len(predictions) and summary["predictions"] == len(ok)
+    assert summary["provider"] == "CPUExecutionProvider" and summary["restarts"] == 0
+    assert 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"] < 500
+    stages = ok[-1].latency.breakdown_ms()
+    assert set(stages) == {"transport", "windowing", "inference", "publish"} and all(v >= -1 for v in stages.values())
+
+    # The prediction stream, read by a plain pylsl inlet: probabilities + label, stamped with the window's end.
+    values = np.concatenate([v for v, _ in published])
+    stamps = np.concatenate([s for _, s in published])
+    assert len(stamps) == len(predictions)
+    np.testing.assert_allclose(stamps, ends, atol=1e-6)
+    assert values.shape[1] == 4 and np.array_equal(values[:, 3], [p.label for p in predictions])
+
+    # The recording: every raw sample published (count in = count out, values identical), every prediction,
+    # the state markers, a header naming the session.
+    streams, header = pyxdf.load_xdf(str(path))
+    by_name = {s["info"]["name"][0]: s for s in streams}
+    ppg = by_name[f"Sim BVP{suffix}"]
+    sent = np.concatenate([v for v, _ in raw])
+    assert len(ppg["time_stamps"]) == pushed[f"Sim BVP{suffix}"] == len(sent)
+    np.testing.assert_array_equal(ppg["time_series"][:, 0], sent[:, 0].astype(np.float32))
+    recorded_predictions = by_name[prediction_name]
+    assert len(recorded_predictions["time_stamps"]) == len(predictions)
+    desc = recorded_predictions["info"]["desc"][0]
+    assert desc["task"] == ["stress"] and len(desc["bundle_sha256"][0]) == 64
+    assert f"Sim states{suffix}" in by_name, sorted(by_name)
+    states = by_name[f"Sim states{suffix}"]
+    assert [row[0] for row in states["time_series"]][:2] == ["baseline", "stress"]
+    assert header["info"]["session_id"][0] == session.session_id
+
+
+def _prediction_names() -> list[str]:
+    return [info.name() for info in pylsl.resolve_bypred("type='Predictions'", 0, 1.0)]
+
+
+def test_a_bundle_that_does_not_fit_the_stream_is_refused_with_the_reason(unique_id):
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(f"ecg-{unique_id}", "ECG", 1, 130.0, "float32", f"e-{unique_id}"))
+    with MonitorSession() as session, pytest.raises(StreamMismatchError) as err:
+        session.add_stream(f"source_id=e-{unique_id}", bundle="demo")
+    assert f"stream 'ecg-{unique_id}' (ECG, 1 ch, 130 Hz) does not fit a model that takes PPG (BVP)" in str(err.value)
+    assert "its type 'ECG' is not PPG" in str(err.value)
+    del outlet
