@@ -200,3 +200,22 @@ def test_a_description_that_is_no_longer_there_is_a_clear_error(unique_id):
     pipeline = StreamPipeline(StreamSpec("gone", gone, _model()))
     with pytest.raises(BadInputError, match=r"stream 'gone' \(PPG, 1 ch, 64 Hz.*is not visible within 0.5 s"):
         pipeline.connect(0.5)
+
+
+def test_pipeline_restarts_the_grid_after_a_clock_jump(unique_id):
+    sid = f"jump-{unique_id}"
+    outlet = _outlet(f"jump-{unique_id}", sid)
+    pipeline = StreamPipeline(StreamSpec("jump", _description(sid), _model()))
+    pipeline.connect(3.0)
+    assert outlet.wait_for_consumers(2.0)
+    t0 = pylsl.local_clock() - 20.0
+    first = t0 + np.arange(450) / 100.0
+    second = first[-1] + 10.0 + np.arange(1, 451) / 100.0  # the source's clock leaps 10 s forward
+    data = np.random.default_rng(2).standard_normal((900, 1)).astype(np.float32)
+    outlet.push_chunk(data, timestamp=np.concatenate([first, second]).tolist())
+    ready, events = _poll_for(pipeline, 1.0)
+    pipeline.close()
+    assert [e.kind for e in events] == ["jump"] and "jumped forward by 10.0" in events[0].message
+    starts = [r.window.sample_start for r in ready]
+    assert starts == [0, 100, 200, 0, 100, 200]  # the grid restarts after the jump; no window spans it
+    assert all(r.window.t_end - r.window.t_start < 2.0 for r in ready) and not any(r.reject for r in ready)

@@ -4,8 +4,10 @@ By default a session starts its own local Ray (``address="local"``, so it never 
 cluster) with the dashboard off and every Ray server on loopback: Ray's node address is the loopback address
 when ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is in the environment before Ray is imported, which this module
 sets (nothing then listens beyond 127.0.0.1; without it Ray 2.60 binds its servers to the machine's network
-address). ``--ray-address HOST:PORT`` joins an existing cluster instead; it is checked with a plain TCP connect
-first, so an unreachable address is one line, not a minute of retries.
+address). ``--ray-address HOST:PORT`` joins an existing cluster instead (started with ``ray start``; a cluster
+of several nodes cannot be loopback-only, and Ray's token authentication must be on for every node and for the
+monitor alike: ``RAY_AUTH_MODE=token`` and the same ``~/.ray/auth_token``); the address is checked with a plain
+TCP connect first, so an unreachable one is one line, not a minute of retries.
 
 Placement on a cluster: StreamActors need a node that sees the LSL streams. A node started with
 ``ray start ... --resources '{"lsl": 1}'`` says it does; when any node has that resource, stream actors ask for
@@ -15,7 +17,6 @@ where the GPUs are; without GPUs they go anywhere.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -42,17 +43,6 @@ def _host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def is_loopback(address: str) -> bool:
-    """True for ``127.x.x.x:port``, ``[::1]:port`` and ``localhost:port``."""
-    host, _ = _host_port(address)
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_reachable(address: str, timeout_s: float = _CONNECT_TIMEOUT_S) -> None:
     """Raise BadInputError naming the address unless a TCP connection to it opens within ``timeout_s``."""
     host, port = _host_port(address)
@@ -71,7 +61,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
 
     An already initialised Ray (e.g. a test session's) is used as it is and False returned.
     """
-    if address is None or is_loopback(address):
+    if address is None:
         if "ray" in sys.modules and os.environ.get(LOOPBACK_ENV) != "0":
             logger.warning("Ray was imported before biostream could keep it on loopback; it may listen beyond it")
         os.environ.setdefault(LOOPBACK_ENV, "0")
@@ -111,3 +101,13 @@ def inference_actor_options() -> dict[str, Any]:
     import ray
 
     return {"num_gpus": GPU_SHARE} if ray.cluster_resources().get("GPU", 0) > 0 else {}
+
+
+def current_node_id() -> str:
+    """The Ray node this process runs on ('' outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - not in a Ray worker or driver
+        return ""

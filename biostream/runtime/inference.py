@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from biostream.runtime.cluster import current_node_id
 from biostream.runtime.engine import InferenceEngine, InferenceError
 from devices.errors import BadInputError
 
@@ -79,12 +80,7 @@ class InferenceServer:
 
     def status(self) -> dict[str, Any]:
         """Incarnation, process, provider and load counters."""
-        try:
-            import ray
-
-            node_id = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001 - outside Ray
-            node_id = ""
+        node_id = current_node_id()
         engine = self.engine
         return {
             "incarnation": self.incarnation, "pid": self.pid, "node_id": node_id, "loaded": engine is not None,

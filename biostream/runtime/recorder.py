@@ -15,6 +15,7 @@ written and an event says why.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import pylsl
 
 from biostream.lsl import StreamDescription, StreamReader
+from biostream.runtime.cluster import current_node_id
 from biostream.runtime.records import SessionEvent
 from devices.errors import BadInputError
 from devices.formats import XdfWriter
@@ -134,10 +136,10 @@ class SessionRecorder:
             return {r.reader.name: self._writer.sample_count(r.stream_id) for r in self._streams.values()}
 
     def status(self) -> dict[str, Any]:
-        """Path, size on disk, whether it is still recording and why not, samples per stream."""
+        """Path, size on disk, whether it is still recording and why not, samples per stream, process and node."""
         size = self.path.stat().st_size if self.path.exists() else 0
         return {"path": str(self.path), "bytes": size, "recording": self.recording, "reason": self._stopped_reason,
-                "counts": self.counts()}
+                "counts": self.counts(), "pid": os.getpid(), "node_id": current_node_id()}
 
     def stop(self) -> dict[str, Any]:
         """Write what is left, close the file (stream footers) and return :meth:`status`."""

@@ -167,6 +167,7 @@ class MonitorSession:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._recording_status: dict[str, Any] | None = None
+        self._placement: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> MonitorSession:
@@ -215,6 +216,7 @@ class MonitorSession:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5.0)
+        self._placement = self.actors()
         with self._lock:
             groups = list(self._groups)
         for group in groups:
@@ -476,8 +478,39 @@ class MonitorSession:
         except Exception:  # noqa: BLE001
             return {"path": str(self.record_path), "recording": False, "reason": "the recorder does not answer"}
 
+    def actors(self) -> list[dict[str, Any]]:
+        """Every actor of the session: ``role`` (stream, inference, recorder), ``pid``, ``node_id`` and its status.
+
+        Asks them all at once and waits up to 2 s; an actor that does not answer is listed with ``pid`` None.
+        The node's custom resources come with it (``lsl``: whether the node says it sees the LSL streams).
+        """
+        import ray
+
+        with self._lock:
+            roles = [("stream", g.handle, {}) for g in self._groups]
+            roles += [("inference", m.handle, {"task": m.bundle.manifest.task.name}) for m in self._models.values()]
+            if self._recorder is not None:
+                roles.append(("recorder", self._recorder, {}))
+        refs = [handle.status.remote() for _, handle, _ in roles]
+        nodes = {n["NodeID"]: n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")}
+        out = []
+        for (role, _, extra), ref in zip(roles, refs):
+            try:
+                status = ray.get(ref, timeout=2.0)
+            except Exception:  # noqa: BLE001 - dead or restarting
+                status = {"pid": None, "node_id": ""}
+            status.pop("counts", None)
+            node = status.get("node_id", "")
+            out.append({"role": role, **extra, **status,
+                        "node_lsl": nodes.get(node, {}).get(cluster.LSL_RESOURCE, 0) > 0,
+                        "node_gpus": nodes.get(node, {}).get("GPU", 0)})
+        return out
+
     def summary(self) -> dict[str, Any]:
-        """Totals since start: windows, predictions, rejected, dropped, errors, restarts, latency, provider, streams."""
+        """Totals since start: windows, predictions, rejected, dropped, errors, restarts, latency, provider, streams.
+
+        After :meth:`stop`, ``actors`` lists where each actor ran (see :meth:`actors`).
+        """
         with self._lock:
             providers = sorted({m.provider for m in self._models.values() if m.provider})
             return {
@@ -488,6 +521,7 @@ class MonitorSession:
                 "provider": ",".join(providers),
                 "streams": {k: h.to_json() for k, h in self._health.items()},
                 "recording": self._recording_status,
+                "actors": self._placement,
             }
 
     # ------------------------------------------------------------------ background threads

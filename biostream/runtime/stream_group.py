@@ -32,6 +32,7 @@ import numpy as np
 import pylsl
 import ray
 
+from biostream.runtime.cluster import current_node_id
 from biostream.runtime.outlet import PredictionOutlet
 from biostream.runtime.pipeline import ModelInput, ReadyWindow, StreamPipeline, StreamSpec, rejected_prediction
 from biostream.runtime.records import Latency, Prediction, SessionEvent
@@ -99,10 +100,7 @@ class StreamGroup:
         self._pipeline_kwargs = {"lost_after_s": lost_after_s, "display_s": display_s}
         self.incarnation = uuid.uuid4().hex
         self.pid = os.getpid()
-        try:
-            self.node_id = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001 - outside Ray (tests of the plain class)
-            self.node_id = ""
+        self.node_id = current_node_id()
         self._lock = threading.RLock()
         self._pipelines: dict[str, StreamPipeline] = {}
         self._outlets: dict[str, PredictionOutlet] = {}
