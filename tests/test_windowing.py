@@ -442,3 +442,23 @@ def test_a_fractional_hop_stays_on_time():
     starts = np.array([x.sample_start for x in windows])
     assert starts[:5].tolist() == [0, 19, 38, 58, 77]  # 19.2 samples per hop, rounded per window: no drift
     assert np.abs(starts - 19.2 * np.arange(len(starts))).max() <= 0.5
+
+
+def test_short_holes_are_repaired_and_long_ones_gap_the_window():
+    data, ts = _signal(1000, 1, 100.0)
+    short = np.zeros(1000, bool)
+    short[300:304] = True  # 40 ms: a lost packet
+    q = assess_quality(data, ts, 100.0, missing=short)
+    assert q.ok and q.n_missing == 4 and not q.has_gap
+    long = np.zeros(1000, bool)
+    long[300:320] = True  # 200 ms: a dropout
+    q = assess_quality(data, ts, 100.0, missing=long)
+    assert q.codes == ("gap",) and q.longest_gap_s == pytest.approx(0.2)
+    sieve = np.zeros(1000, bool)
+    sieve[::15] = True  # one sample in 15 lost: each hole short, 6.7% in all
+    assert assess_quality(data, ts, 100.0, missing=sieve).codes == ("gap",)
+    stepped = ts.copy()
+    stepped[500:] += 0.04  # a 40 ms hole in raw timestamps
+    assert assess_quality(data, stepped, 100.0).ok
+    assert not QualityThresholds(max_gap_s=0.0).max_gap_s and assess_quality(
+        data, stepped, 100.0, thresholds=QualityThresholds(max_gap_s=0.0)).has_gap

@@ -28,6 +28,9 @@ Differences from ``proc_dejitter``, and why they are ours to make:
 * **A prior for the start.** Until a segment spans ``min_fit_s`` and the slope's standard error is below
   :data:`_MAX_SLOPE_REL_SE` of it, the slope is the nominal period; afterwards it is measured. So the rate
   reported never swings with the jitter of the first second after (re)connecting.
+* **Dejittered times only go forward.** A refit moves the line by a little (most when the slope turns from
+  nominal to measured); samples that the moved line would place before the last time given out are placed at
+  least half a period after it instead, and catch up with the line within a few samples.
 
 Irregular streams (nominal rate 0) pass through unchanged; only their mean rate is measured.
 """
@@ -141,6 +144,7 @@ class Dejitterer:
         self._ckk = self._ckt = self._ctt = 0.0
         self._slope = 1.0 / self.nominal_rate_hz if self.regular else math.nan
         self._measured = False
+        self._last_out: float | None = None  # the last dejittered time given out in this segment
         self._jitter_s = 0.0
 
     # ------------------------------------------------------------------ state
@@ -271,14 +275,6 @@ class Dejitterer:
         """
         period = 1.0 / self.rate_hz
         missing = self._find_gaps(ts, period)
-        for i in np.flatnonzero(missing).tolist():
-            before = float(ts[i - 1]) if i else float(self._last_ts)
-            event = GapEvent(
-                self.label, float(before + period), float(missing[i] * period), int(missing[i]), chunk_index=offset + i
-            )
-            update.events.append(event)
-            logger.info("%s", event.describe())
-        update.n_missing += int(missing.sum())
         if self._k_last < 0:
             self._origin = float(ts[0])
         k = (self._k_last + np.cumsum(1 + missing)).astype(np.float64)
@@ -319,3 +315,17 @@ class Dejitterer:
         np.multiply(k - self._mk, self._slope, out=out)
         out += self._origin + self._mt
         self._residuals = np.concatenate([self._residuals, ts - out])[-_RESIDUAL_HISTORY:]
+        if self._last_out is not None:
+            # A refit can move the line back a little (most when the slope turns from nominal to measured); the
+            # dejittered times must still only go forward, so the samples catch up with at least half a period.
+            floor = self._last_out + 0.5 * self._slope * np.arange(1, out.shape[0] + 1)
+            np.maximum(out, floor, out=out)
+        self._last_out = float(out[-1])
+        # Gaps are placed on the fitted line, like the dejittered times around them: the first missing sample
+        # would have been stamped out[i] - m * slope.
+        for i in np.flatnonzero(missing).tolist():
+            m = int(missing[i])
+            event = GapEvent(self.label, float(out[i] - m * self._slope), m * self._slope, m, chunk_index=offset + i)
+            update.events.append(event)
+            logger.info("%s", event.describe())
+        update.n_missing += int(missing.sum())

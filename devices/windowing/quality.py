@@ -32,7 +32,14 @@ class QualityThresholds:
     Parameters
     ----------
     gap_factor : float
-        A timestamp step longer than ``gap_factor / sfreq_hz`` seconds is a gap (default 1.5 sample periods).
+        A timestamp step longer than ``gap_factor / sfreq_hz`` seconds can be a gap (default 1.5 sample periods).
+    max_gap_s : float
+        Holes up to this long (a timestamp step beyond one period, or a run of samples marked missing) are
+        tolerated: the repair interpolates across them and the window stays usable. Longer ones make the window
+        gapped (default 0.1 s). Jittery timestamps and a lost Bluetooth packet do not cost a prediction; a
+        dropout does.
+    max_missing_fraction : float
+        A window missing more than this fraction of its samples in all is gapped, however short each hole.
     max_nonfinite_fraction : float
         A window where any channel has a larger fraction of NaN/Inf samples is ``bad`` (default 0.1).
         Any NaN/Inf at all makes the window not ``ok``.
@@ -50,6 +57,8 @@ class QualityThresholds:
     """
 
     gap_factor: float = 1.5
+    max_gap_s: float = 0.1
+    max_missing_fraction: float = 0.05
     max_nonfinite_fraction: float = 0.1
     flat_std: float = 1e-9
     flat_run_s: float = 1.0
@@ -59,6 +68,8 @@ class QualityThresholds:
     def __post_init__(self) -> None:
         checks = {
             "gap_factor": self.gap_factor > 1.0,
+            "max_gap_s": self.max_gap_s >= 0.0,
+            "max_missing_fraction": 0.0 <= self.max_missing_fraction <= 1.0,
             "max_nonfinite_fraction": 0.0 <= self.max_nonfinite_fraction <= 1.0,
             "flat_std": self.flat_std >= 0.0,
             "flat_run_s": self.flat_run_s > 0.0,
@@ -67,6 +78,8 @@ class QualityThresholds:
         }
         bounds = {
             "gap_factor": "> 1",
+            "max_gap_s": ">= 0",
+            "max_missing_fraction": "in [0, 1]",
             "max_nonfinite_fraction": "in [0, 1]",
             "flat_std": ">= 0",
             "flat_run_s": "> 0",
@@ -96,8 +109,9 @@ class QualityFlags:
         One machine-readable code per kind of finding, in the order of :data:`QUALITY_CODES`: ``"gap"``,
         ``"backwards"``, ``"nonfinite"``, ``"clipped"``, ``"flat"`` (and ``"partial"`` for a flushed window).
     has_gap : bool
-        Samples are missing inside the window: marked missing by the caller (a gap the reader measured), or a
-        timestamp step exceeds ``gap_factor / sfreq_hz``.
+        Samples are missing inside the window beyond what ``QualityThresholds.max_gap_s`` and
+        ``max_missing_fraction`` tolerate: marked missing by the caller (a gap the reader measured), or a
+        timestamp step.
     n_missing : int
         Samples marked missing (see ``missing`` in :func:`assess_quality`).
     longest_gap_s : float
@@ -144,6 +158,14 @@ def _longest_run(equal_next: np.ndarray) -> np.ndarray:
     # Index of the most recent break at or before each position; the run length is the distance to it.
     last_break = np.maximum.accumulate(np.where(equal_next, -1, idx), axis=0)
     return (idx - last_break).max(axis=0) + 1
+
+
+def _longest_true_run(mask: np.ndarray) -> int:
+    """Length of the longest run of True in a 1-D bool array (0 when none)."""
+    if not mask.any():
+        return 0
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
 
 
 def _in_runs(mask: np.ndarray, min_run: int) -> np.ndarray:
@@ -229,14 +251,17 @@ def assess_quality(
     found: dict[str, list[str]] = {}  # code -> reasons, reported in QUALITY_CODES order
 
     # Samples that never arrived, then timestamp gaps and backwards steps.
+    period = 1.0 / sfreq_hz
     n_missing = int(np.count_nonzero(missing)) if missing is not None else 0
     steps = np.diff(ts)
-    gap_mask = steps > th.gap_factor / sfreq_hz
+    gap_mask = (steps > max(th.gap_factor, 1.0) * period) & (steps - period > th.max_gap_s)
     longest_gap_s = float(steps[gap_mask].max()) if gap_mask.any() else 0.0
     if n_missing:
-        found["gap"] = [f"gap: {n_missing} samples missing ({n_missing / sfreq_hz:.3g} s)"]
-        longest_gap_s = max(longest_gap_s, n_missing / sfreq_hz)
-    elif gap_mask.any():
+        longest_run_s = _longest_true_run(np.asarray(missing, dtype=bool)) * period
+        if longest_run_s > th.max_gap_s or n_missing > th.max_missing_fraction * n:
+            found["gap"] = [f"gap: {n_missing} samples missing ({n_missing * period:.3g} s)"]
+            longest_gap_s = max(longest_gap_s, longest_run_s)
+    if "gap" not in found and gap_mask.any():
         found["gap"] = [f"gap of {longest_gap_s:.3g} s in timestamps"]
     backwards = bool((steps < 0).any())
     if backwards:
