@@ -126,6 +126,9 @@ class Dejitterer:
         self._n_total = 0
         self._first_ts = math.nan
         self._residuals = np.empty(0)  # recent raw - line, s (kept across segments: jitter is the outlet's)
+        self._spread = 0.0  # their range (max - min), s
+        self._index_cache = np.arange(64, dtype=np.float64)
+        self._decay_cache: dict[int, np.ndarray] = {}
         self.reset()
 
     @property
@@ -208,15 +211,19 @@ class Dejitterer:
         steps[1:] = np.diff(ts)
         period = 1.0 / self.rate_hz
         back_tol = max(period, self._jitter_tol(period))
+        out = np.empty(n)
+        update = TimelineUpdate(out)
+        smallest, largest = np.nanmin(steps, initial=np.inf), np.nanmax(steps, initial=-np.inf)
+        if smallest >= -back_tol and largest <= self.jump_min_s:  # the usual chunk: no jump possible
+            self._fit_segment(ts, out, update, 0)
+            self._last_wall_s = wall_s
+            return update
         # Only the first sample of a chunk can have waited in wall time; the others arrived with it.
         wall_elapsed = np.zeros(n)
         wall_elapsed[0] = wall_s - self._last_wall_s if math.isfinite(self._last_wall_s) else 0.0
         with np.errstate(invalid="ignore"):
             is_jump = (steps < -back_tol) | (steps > np.maximum(self.jump_min_s, wall_elapsed + _JUMP_WALL_SLACK_S))
         jumps = np.flatnonzero(is_jump)
-
-        out = np.empty(n)
-        update = TimelineUpdate(out)
         bounds = [0, *jumps.tolist(), n]
         for start, stop in zip(bounds[:-1], bounds[1:]):
             if start == stop:
@@ -231,6 +238,21 @@ class Dejitterer:
         self._last_wall_s = wall_s
         return update
 
+    def _index(self, n: int) -> np.ndarray:
+        """``arange(n)`` as float, cached (chunks come in a few sizes)."""
+        if self._index_cache.shape[0] < n:
+            self._index_cache = np.arange(max(n, 2 * self._index_cache.shape[0]), dtype=np.float64)
+        return self._index_cache[:n]
+
+    def _decay(self, n: int) -> np.ndarray:
+        """Weights ``lambda ** (n - 1 - j)`` of a gap-free chunk of ``n`` samples, cached by size."""
+        weights = self._decay_cache.get(n)
+        if weights is None:
+            weights = self._lambda ** self._index(n)[::-1].copy()
+            if len(self._decay_cache) < 256:
+                self._decay_cache[n] = weights
+        return weights
+
     def _jitter_tol(self, period: float) -> float:
         """How far jitter may move a sample off the line, in s.
 
@@ -239,7 +261,7 @@ class Dejitterer:
         """
         if self._residuals.size < _MIN_SPREAD_SAMPLES:
             return _EARLY_GAP_PERIODS * period
-        return _SPREAD_MARGIN * float(self._residuals.max() - self._residuals.min())
+        return _SPREAD_MARGIN * self._spread
 
     def _line(self, k: np.ndarray | float) -> np.ndarray | float:
         """The fitted time of index ``k`` (s); before any sample of the segment, meaningless."""
@@ -257,6 +279,8 @@ class Dejitterer:
         lift = np.empty(n)
         lift[0] = resid[0] if self._k_last >= 0 else 0.0
         lift[1:] = np.diff(resid)
+        if lift.max() <= tol:  # the usual chunk: nothing lifted
+            return missing
         level = 0.0  # residual level before the sample being looked at, after the gaps found so far
         for i in np.flatnonzero(lift > tol).tolist():
             after = float(np.median(resid[i : i + _GAP_CONTEXT]))
@@ -277,12 +301,17 @@ class Dejitterer:
         missing = self._find_gaps(ts, period)
         if self._k_last < 0:
             self._origin = float(ts[0])
-        k = (self._k_last + np.cumsum(1 + missing)).astype(np.float64)
+        n = ts.shape[0]
+        if missing.any():
+            k = (self._k_last + np.cumsum(1 + missing)).astype(np.float64)
+            w = self._lambda ** (k[-1] - k)
+        else:
+            k = self._k_last + 1.0 + self._index(n)
+            w = self._decay(n)
         y = ts - self._origin
         k_end = k[-1]
 
         # Weighted moments of this chunk (weight halves every halftime of samples, counted by index).
-        w = self._lambda ** (k_end - k)
         w_new = float(w.sum())
         mk_new = float(np.dot(w, k) / w_new)
         mt_new = float(np.dot(w, y) / w_new)
@@ -315,6 +344,7 @@ class Dejitterer:
         np.multiply(k - self._mk, self._slope, out=out)
         out += self._origin + self._mt
         self._residuals = np.concatenate([self._residuals, ts - out])[-_RESIDUAL_HISTORY:]
+        self._spread = float(np.ptp(self._residuals))
         if self._last_out is not None:
             # A refit can move the line back a little (most when the slope turns from nominal to measured); the
             # dejittered times must still only go forward, so the samples catch up with at least half a period.

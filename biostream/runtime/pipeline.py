@@ -81,23 +81,34 @@ class StreamSpec:
 
 @dataclass(frozen=True)
 class ReadyWindow:
-    """A window cut by a pipeline, with when it was ready and, if refused, why."""
+    """A window cut by a pipeline: its number in the stream, when it was ready and, if refused, why."""
 
     window: Window
     ready_s: float
+    seq: int
     reject: str = ""
     codes: tuple[str, ...] = ()
 
 
-def rejected_prediction(ready: ReadyWindow, model: ModelInput, reason: str, codes: tuple[str, ...],
-                        published_s: float) -> Prediction:
-    """A "no prediction" record for a window that did not reach the model."""
-    w = ready.window
-    return Prediction(
-        stream=w.stream, task=model.task, t_start=w.t_start, t_end=w.t_end, probabilities=None, label=-1,
-        class_names=model.class_names, reason=reason, codes=codes,
-        latency=Latency(w.t_end, w.arrival_s, ready.ready_s, ready.ready_s, published_s),
-    )
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a window: probabilities (and the label), or None with the reason; when that was known."""
+
+    item: ReadyWindow
+    probabilities: tuple[float, ...] | None
+    label: int
+    reason: str
+    codes: tuple[str, ...]
+    done_s: float
+
+    def prediction(self, model: ModelInput, published_s: float) -> Prediction:
+        """The record of this outcome, published at ``published_s``."""
+        w = self.item.window
+        return Prediction(
+            stream=w.stream, task=model.task, t_start=w.t_start, t_end=w.t_end, probabilities=self.probabilities,
+            label=self.label, class_names=model.class_names, reason=self.reason, codes=self.codes,
+            latency=Latency(w.t_end, w.arrival_s, self.item.ready_s, self.done_s, published_s),
+        )
 
 
 class StreamPipeline:
@@ -135,6 +146,8 @@ class StreamPipeline:
         self._lost_reported = False
         self._failed: StreamMismatchError | None = None
         self.provider = ""
+        self._waiting: dict[int, Outcome] = {}  # outcomes that arrived before an earlier window's
+        self._next_seq = 0
 
     # ------------------------------------------------------------------ set-up
     def connect(self, timeout_s: float = 5.0) -> list[str]:
@@ -236,13 +249,27 @@ class StreamPipeline:
         out += self.windower.push(x[start:], ts[start:], arrival_s=arrival_s)
 
     def _gate(self, window: Window, ready_s: float) -> ReadyWindow:
+        seq = self.counts["windows"]
         self.counts["windows"] += 1
         if not window.quality.ok:
-            return ReadyWindow(window, ready_s, "; ".join(window.quality.reasons), window.quality.codes)
+            return ReadyWindow(window, ready_s, seq, "; ".join(window.quality.reasons), window.quality.codes)
         off = self.rate_error()
         if off is not None:
-            return ReadyWindow(window, ready_s, off, ("rate",))
-        return ReadyWindow(window, ready_s)
+            return ReadyWindow(window, ready_s, seq, off, ("rate",))
+        return ReadyWindow(window, ready_s, seq)
+
+    def in_order(self, outcome: Outcome) -> list[Outcome]:
+        """Take a window's outcome; return the outcomes that can now be published, in window order.
+
+        A refused window is known at once, a modelled one only when its batch comes back: published as they
+        come, a prediction stream would go back in time. So outcomes wait for every earlier window's.
+        """
+        self._waiting[outcome.item.seq] = outcome
+        ready = []
+        while self._next_seq in self._waiting:
+            ready.append(self._waiting.pop(self._next_seq))
+            self._next_seq += 1
+        return ready
 
     def rate_error(self) -> str | None:
         """Why the effective rate makes windows wrong (None when it is within tolerance or not yet measured)."""

@@ -61,6 +61,7 @@ class _Model:
     incarnation: str = ""
     provider: str = ""
     provider_note: str = ""
+    loading: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Subscription:
@@ -269,6 +270,8 @@ class MonitorSession:
         timeout_s : float
             How long to look for the stream and to open it (s).
 
+        Several calls may run at once (from threads): streams connect in parallel.
+
         Raises
         ------
         BadInputError
@@ -281,15 +284,21 @@ class MonitorSession:
             resolve_selector(source, timeout_s)
         )
         model = self._model_input(bundle, hop_s, channel_map) if bundle is not None else None
-        with self._lock:
+        with self._lock:  # reserve the key and a place, so concurrent calls spread over the actors
             key = self._unique_key(description)
             spec = StreamSpec(key, description, model)
             group = self._pick_group()
-        self._start_on(group, spec, timeout_s)
-        with self._lock:
             self._specs[key] = spec
             self._group_of[key] = group
             group.keys.add(key)
+        try:
+            self._start_on(group, spec, timeout_s)
+        except BaseException:
+            with self._lock:
+                self._specs.pop(key, None)
+                self._group_of.pop(key, None)
+                group.keys.discard(key)
+            raise
         return key
 
     def remove_stream(self, key: str) -> None:
@@ -348,11 +357,14 @@ class MonitorSession:
                 )
                 self._models[bundle.sha256] = _Model(bundle, handle, data_ref)
             model = self._models[bundle.sha256]
-        if not model.incarnation:
-            self._load(model)
-            self._event("connected", f"bundle {manifest.task.name} ({bundle.sha256[:12]}) runs on {model.provider}"
-                        + (f"; {model.provider_note}" if model.provider_note else ""),
-                        level="warning" if model.provider_note else "info")
+        with model.loading:  # concurrent add_stream calls load a bundle once
+            if not model.incarnation:
+                self._load(model)
+                self._event(
+                    "connected", f"bundle {manifest.task.name} ({bundle.sha256[:12]}) runs on {model.provider}"
+                    + (f"; {model.provider_note}" if model.provider_note else ""),
+                    level="warning" if model.provider_note else "info",
+                )
         return ModelInput(
             bundle_key=bundle.sha256, task=manifest.task.name, class_names=tuple(manifest.task.class_names),
             spec=manifest.input, hop_s=hop, channel_map=dict(channel_map or {}),
@@ -610,7 +622,8 @@ class MonitorSession:
         self.restarts += 1
         task = model.bundle.manifest.task.name
         try:
-            self._load(model)
+            with model.loading:
+                self._load(model)
         except BadInputError as err:
             self._event("error", f"the inference actor of {task} was restarted but cannot load: {err}", level="error")
             return

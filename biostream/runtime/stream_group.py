@@ -9,8 +9,9 @@ One poll thread serves every stream of the group, so 200 streams on a 2-core mac
 3. sends each bundle's queue as one batch to its inference actor, with a bound on batches in flight; a queue
    that outgrows ``max_pending`` windows, or windows older than ``max_wait_s``, are dropped oldest-first and
    counted, so memory never grows with time when inference falls behind;
-4. waits on the results in flight until the next poll is due (``ray.wait``), so a result is published the moment
-   it comes back, on the stream's LSL prediction outlet, and kept for the driver to :meth:`StreamGroup.drain`.
+4. meanwhile a second thread waits on the results in flight (``ray.wait``) and publishes each the moment it comes
+   back, on the stream's LSL prediction outlet, keeping it for the driver to :meth:`StreamGroup.drain`; so a long
+   poll of many streams never holds a finished prediction back.
 
 Methods called by the driver (add or remove a stream, drain, snapshots, status) run on Ray's other threads and
 share state with the loop under one lock; nothing they do blocks the loop (connecting a stream happens in the
@@ -34,8 +35,8 @@ import ray
 
 from biostream.runtime.cluster import current_node_id
 from biostream.runtime.outlet import PredictionOutlet
-from biostream.runtime.pipeline import ModelInput, ReadyWindow, StreamPipeline, StreamSpec, rejected_prediction
-from biostream.runtime.records import Latency, Prediction, SessionEvent
+from biostream.runtime.pipeline import ModelInput, Outcome, ReadyWindow, StreamPipeline, StreamSpec
+from biostream.runtime.records import Prediction, SessionEvent
 from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,13 @@ _RETRY_AFTER_S = 0.25
 
 
 def poll_interval_s(n_streams: int) -> float:
-    """How often the group polls its streams: 5 ms for a few streams, up to 100 ms for hundreds (s)."""
-    return min(0.1, max(0.005, 0.0005 * n_streams))
+    """How often the group polls its streams (s): 5 ms for a few, 1 ms more per stream, 200 ms at most.
+
+    A pull costs about 0.1-0.2 ms whatever its size (the reader's bookkeeping), so the interval grows with the
+    number of streams to keep the loop's CPU share bounded (~20% of a core at 100 streams), while a few streams
+    are polled often enough for prediction latencies of tens of milliseconds.
+    """
+    return min(0.2, max(0.005, 0.001 * n_streams))
 
 
 @dataclass
@@ -110,9 +116,12 @@ class StreamGroup:
         self._events: deque[SessionEvent] = deque(maxlen=_MAX_EVENTS)
         self._providers: dict[str, str] = {}
         self._stop = threading.Event()
+        self._results_ready = threading.Condition(self._lock)
         self.poll_seconds = 0.0  # time spent polling, for the benchmark's CPU accounting
         self._thread = threading.Thread(target=self._run, name="biostream-poll", daemon=True)
         self._thread.start()
+        self._collector = threading.Thread(target=self._collect_loop, name="biostream-results", daemon=True)
+        self._collector.start()
 
     # ------------------------------------------------------------------ driver API
     def status(self) -> dict[str, Any]:
@@ -203,7 +212,10 @@ class StreamGroup:
     def stop(self) -> None:
         """Stop the loop, close every reader and prediction outlet (idempotent)."""
         self._stop.set()
+        with self._lock:
+            self._results_ready.notify_all()
         self._thread.join(timeout=5.0)
+        self._collector.join(timeout=5.0)
         with self._lock:
             for pipeline in self._pipelines.values():
                 pipeline.close()
@@ -218,18 +230,27 @@ class StreamGroup:
         while not self._stop.is_set():
             try:
                 now = time.perf_counter()
-                if now >= next_poll:
-                    n_streams = self._poll_all()
-                    spent = time.perf_counter() - now
-                    self.poll_seconds += spent
-                    next_poll = now + max(poll_interval_s(n_streams), 3.0 * spent)
+                n_streams = self._poll_all()
+                spent = time.perf_counter() - now
+                self.poll_seconds += spent
                 self._submit()
-                self._collect(max(0.0, next_poll - time.perf_counter()))
+                next_poll = now + max(poll_interval_s(n_streams), 2.0 * spent)
+                self._stop.wait(max(0.0, next_poll - time.perf_counter()))
             except Exception:  # noqa: BLE001 - the loop must survive anything one stream or batch does
-                logger.exception("stream group loop error")
-                self._events.append(SessionEvent("error", "internal error in the stream loop (see the log)",
-                                                 level="error", at_s=pylsl.local_clock()))
-                time.sleep(0.05)
+                self._loop_error("poll")
+
+    def _collect_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._collect(0.05)
+            except Exception:  # noqa: BLE001
+                self._loop_error("results")
+
+    def _loop_error(self, which: str) -> None:
+        logger.exception("stream group %s loop error", which)
+        self._events.append(SessionEvent("error", f"internal error in the {which} loop (see the actor's log)",
+                                         level="error", at_s=pylsl.local_clock()))
+        time.sleep(0.05)
 
     def _poll_all(self) -> int:
         with self._lock:
@@ -247,7 +268,7 @@ class StreamGroup:
                 continue
             for item in ready:
                 if item.reject:
-                    self._publish_rejected(pipeline, item, model, item.reject, item.codes)
+                    self._complete(pipeline, Outcome(item, None, -1, item.reject, item.codes, item.ready_s))
                 else:
                     self._enqueue(pipeline, item, model)
         return len(pipelines)
@@ -256,7 +277,7 @@ class StreamGroup:
         with self._lock:
             queue = self._bundles.get(model.bundle_key)
         if queue is None:
-            self._publish_rejected(pipeline, item, model, "dropped: no inference for this bundle", ("dropped",))
+            self._drop(item, "dropped: no inference for this bundle")
             return
         queue.pending.append(item)
         while len(queue.pending) > self.max_pending:
@@ -266,8 +287,8 @@ class StreamGroup:
     def _drop(self, item: ReadyWindow, reason: str) -> None:
         with self._lock:
             pipeline = self._pipelines.get(item.window.stream)
-        if pipeline is not None and pipeline.spec.model is not None:
-            self._publish_rejected(pipeline, item, pipeline.spec.model, reason, ("dropped",))
+        if pipeline is not None:
+            self._complete(pipeline, Outcome(item, None, -1, reason, ("dropped",), pylsl.local_clock()))
 
     def _submit(self) -> None:
         now = time.perf_counter()
@@ -279,16 +300,19 @@ class StreamGroup:
                 self._drop(queue.pending.popleft(), f"dropped: waited over {self.max_wait_s:g} s for inference")
             while queue.pending and queue.in_flight < self.max_in_flight and now >= queue.paused_until:
                 batch = [queue.pending.popleft() for _ in range(min(self.max_batch, len(queue.pending)))]
-                windows = np.stack([item.window.data for item in batch])
-                ref = queue.handle.infer.remote(windows)
-                queue.in_flight += 1
-                self._in_flight[ref] = (bundle_key, batch)
+                ref = queue.handle.infer.remote(np.stack([item.window.data for item in batch]))
+                with self._lock:
+                    queue.in_flight += 1
+                    self._in_flight[ref] = (bundle_key, batch)
+                    self._results_ready.notify()
 
     def _collect(self, timeout_s: float) -> None:
-        refs = list(self._in_flight)
-        if not refs:
-            time.sleep(timeout_s)
-            return
+        """Wait up to ``timeout_s`` for results in flight and publish every one that is back."""
+        with self._lock:
+            refs = list(self._in_flight)
+            if not refs:
+                self._results_ready.wait(timeout_s)
+                return
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout_s)
         if not ready:
             return
@@ -297,10 +321,11 @@ class StreamGroup:
             more, _ = ray.wait(remaining, num_returns=len(remaining), timeout=0)
             ready = ready + more
         for ref in ready:
-            bundle_key, batch = self._in_flight.pop(ref)
-            queue = self._bundles.get(bundle_key)
-            if queue is not None:
-                queue.in_flight -= 1
+            with self._lock:
+                bundle_key, batch = self._in_flight.pop(ref)
+                queue = self._bundles.get(bundle_key)
+                if queue is not None:
+                    queue.in_flight -= 1
             try:
                 result = ray.get(ref)
             except Exception as err:  # noqa: BLE001 - a dead or restarting actor: drop, count, go on
@@ -316,38 +341,31 @@ class StreamGroup:
     def _publish_results(self, batch: list[ReadyWindow], result: dict[str, Any]) -> None:
         done_s = pylsl.local_clock()
         probabilities = result.get("probabilities")
-        error = result.get("error", "")
         for row, item in enumerate(batch):
             with self._lock:
                 pipeline = self._pipelines.get(item.window.stream)
-                outlet = self._outlets.get(item.window.stream)
-            if pipeline is None or pipeline.spec.model is None:
+            if pipeline is None:
                 continue  # removed meanwhile
-            model = pipeline.spec.model
             if probabilities is None:
                 codes = ("dropped",) if result.get("dropped") else ("inference_error",)
-                self._publish_rejected(pipeline, item, model, error or "inference failed", codes)
-                continue
-            probs = tuple(float(p) for p in probabilities[row])
-            label = int(np.argmax(probabilities[row]))
-            w = item.window
-            published = outlet.push(probs, label, w.t_end) if outlet is not None else pylsl.local_clock()
-            prediction = Prediction(
-                stream=w.stream, task=model.task, t_start=w.t_start, t_end=w.t_end, probabilities=probs,
-                label=label, class_names=model.class_names, reason="", codes=(),
-                latency=Latency(w.t_end, w.arrival_s, item.ready_s, done_s, published),
-            )
-            self._deliver(pipeline, prediction)
+                outcome = Outcome(item, None, -1, result.get("error") or "inference failed", codes, done_s)
+            else:
+                probs = tuple(float(p) for p in probabilities[row])
+                outcome = Outcome(item, probs, int(np.argmax(probabilities[row])), "", (), done_s)
+            self._complete(pipeline, outcome)
 
-    def _publish_rejected(self, pipeline: StreamPipeline, item: ReadyWindow, model: ModelInput, reason: str,
-                          codes: tuple[str, ...]) -> None:
-        with self._lock:
+    def _complete(self, pipeline: StreamPipeline, outcome: Outcome) -> None:
+        """Record a window's outcome and publish, in window order, every outcome of the stream now due."""
+        model = pipeline.spec.model
+        if model is None:
+            return
+        with self._lock:  # publishing under the lock keeps each prediction stream in time order
+            if self._pipelines.get(pipeline.key) is not pipeline:
+                return  # the stream was removed or re-added meanwhile
             outlet = self._outlets.get(pipeline.key)
-        published = outlet.push(None, -1, item.window.t_end) if outlet is not None else pylsl.local_clock()
-        self._deliver(pipeline, rejected_prediction(item, model, reason, codes, published))
-
-    def _deliver(self, pipeline: StreamPipeline, prediction: Prediction) -> None:
-        with self._lock:
-            pipeline.record([prediction])
-            self._outbox.append(prediction)
-
+            for due in pipeline.in_order(outcome):
+                t_end = due.item.window.t_end
+                published = outlet.push(due.probabilities, due.label, t_end) if outlet else pylsl.local_clock()
+                prediction = due.prediction(model, published)
+                pipeline.record([prediction])
+                self._outbox.append(prediction)
