@@ -151,7 +151,7 @@ def test_a_real_persons_recording_replayed_is_monitored_without_a_crash(tmp_path
         with MonitorSession() as session:
             subscription = session.subscribe()
             key = session.add_stream(f"name=HeartPy PPG-{unique_id}", bundle="demo", hop_s=1.0)
-            player = threading.Thread(target=replay.run, kwargs={"duration_s": 40.0}, daemon=True)
+            player = threading.Thread(target=replay.run, kwargs={"duration_s": 32.0}, daemon=True)
             player.start()
             player.join()
             time.sleep(1.0)
@@ -159,7 +159,7 @@ def test_a_real_persons_recording_replayed_is_monitored_without_a_crash(tmp_path
             health = session.health[key]
             summary = session.stop()
     predictions = [p for kind, p in items if kind == "prediction"]
-    assert len(predictions) >= 25 and summary["errors"] == 0 and summary["restarts"] == 0
+    assert len(predictions) >= 18 and summary["errors"] == 0 and summary["restarts"] == 0
     assert np.allclose(np.diff([p.t_end for p in predictions]), 1.0, atol=0.05)  # every hop, on time
     assert sum(p.ok for p in predictions) >= 0.5 * len(predictions)
     for p in predictions:  # refusals say why, in terms of the signal, never of our own timestamps

@@ -111,3 +111,12 @@ def current_node_id() -> str:
         return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - not in a Ray worker or driver
         return ""
+
+
+def untracked(method: Any) -> Any:
+    """An actor method that Ray does not record task events for (``method.options(enable_task_events=False)``).
+
+    The runtime calls a few methods many times a second for hours (inference, drains, status); Ray would keep an
+    event record of each call in its control store, a memory cost that grows with the session for nothing we use.
+    """
+    return method.options(enable_task_events=False)

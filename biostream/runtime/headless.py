@@ -21,11 +21,13 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import pylsl
 
-from biostream.lsl import list_streams
+from biostream.lsl import StreamDescription, list_streams, resolve_selector
+from biostream.runtime.cluster import check_reachable
 from biostream.runtime.matching import MODALITY_TYPES
 from biostream.runtime.records import Prediction, SessionEvent
 from biostream.runtime.session import MonitorSession
@@ -109,8 +111,17 @@ def run_monitor(
         print("biostream: the desktop app is not part of this build yet; running headless", file=err)
     if duration_s is not None and not duration_s > 0:
         raise BadInputError(f"--duration must be > 0, got {duration_s!r}")
-    read = read_bundle(bundle)  # fail fast on a bad bundle, before Ray starts
-    chosen: list[Any] = list(selectors) or default_selectors(read.manifest.input.modality)
+    # Fail fast, before Ray starts: a bad bundle, a recording folder that is not there, an unreachable cluster,
+    # a stream not in view.
+    read = read_bundle(bundle)
+    if record_path is not None and not Path(record_path).expanduser().parent.is_dir():
+        raise BadInputError(f"cannot record to '{record_path}': its folder does not exist")
+    if ray_address is not None:
+        check_reachable(ray_address)
+    chosen = [
+        StreamDescription.from_info(resolve_selector(selector))
+        for selector in (list(selectors) or default_selectors(read.manifest.input.modality))
+    ]
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     session = MonitorSession(ray_address=ray_address, record=record_path, device=device)

@@ -470,7 +470,7 @@ class MonitorSession:
         with self._lock:
             wanted = set(self._specs if keys is None else keys)
             calls = [(g, sorted(wanted & g.keys)) for g in self._groups]
-        refs = [g.handle.snapshot.remote(k, seconds, points) for g, k in calls if k]
+        refs = [cluster.untracked(g.handle.snapshot).remote(k, seconds, points) for g, k in calls if k]
         out: dict[str, Any] = {}
         for ref in refs:
             try:
@@ -551,7 +551,7 @@ class MonitorSession:
 
         with self._lock:
             groups = list(self._groups)
-        refs = [g.handle.drain.remote(with_health) for g in groups]
+        refs = [cluster.untracked(g.handle.drain).remote(with_health) for g in groups]
         for ref in refs:
             try:
                 result = ray.get(ref, timeout=_CALL_TIMEOUT_S)
@@ -560,7 +560,7 @@ class MonitorSession:
             self._dispatch(result["predictions"], result["events"], result["health"])
         if self._recorder is not None and self._recording_status is None:
             try:
-                events = ray.get(self._recorder.events.remote(), timeout=_CALL_TIMEOUT_S)
+                events = ray.get(cluster.untracked(self._recorder.events).remote(), timeout=_CALL_TIMEOUT_S)
             except Exception:  # noqa: BLE001
                 events = []
             self._dispatch([], events, None)
@@ -611,7 +611,7 @@ class MonitorSession:
         import ray
 
         try:
-            return ray.get(handle.status.remote(), timeout=2.0)
+            return ray.get(cluster.untracked(handle.status).remote(), timeout=2.0)
         except Exception:  # noqa: BLE001 - dead, or restarting right now
             return None
 

@@ -33,7 +33,7 @@ import numpy as np
 import pylsl
 import ray
 
-from biostream.runtime.cluster import current_node_id
+from biostream.runtime.cluster import current_node_id, untracked
 from biostream.runtime.outlet import PredictionOutlet
 from biostream.runtime.pipeline import ModelInput, Outcome, ReadyWindow, StreamPipeline, StreamSpec
 from biostream.runtime.records import Prediction, SessionEvent
@@ -257,7 +257,8 @@ class StreamGroup:
             pipelines = list(self._pipelines.values())
         for pipeline in pipelines:
             try:
-                ready, events = pipeline.poll()
+                with self._lock:  # one stream at a time: snapshots and health read the same state
+                    ready, events = pipeline.poll()
             except Exception as err:  # noqa: BLE001 - one stream's failure must not stop the others
                 logger.exception("stream %s: poll failed", pipeline.key)
                 events, ready = [SessionEvent("error", f"poll failed: {err}", pipeline.key, "error",
@@ -300,7 +301,7 @@ class StreamGroup:
                 self._drop(queue.pending.popleft(), f"dropped: waited over {self.max_wait_s:g} s for inference")
             while queue.pending and queue.in_flight < self.max_in_flight and now >= queue.paused_until:
                 batch = [queue.pending.popleft() for _ in range(min(self.max_batch, len(queue.pending)))]
-                ref = queue.handle.infer.remote(np.stack([item.window.data for item in batch]))
+                ref = untracked(queue.handle.infer).remote(np.stack([item.window.data for item in batch]))
                 with self._lock:
                     queue.in_flight += 1
                     self._in_flight[ref] = (bundle_key, batch)
