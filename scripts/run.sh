@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up the environment (scripts/bootstrap.sh) and run the main job: a live simulated stress session (an ECG
-# chest strap and a PPG wristband, states changing about every minute) monitored with the shipped demo bundle,
+# chest strap and a PPG wristband; baseline, then stress from about 30 s) monitored with the shipped demo bundle,
 # a stress model trained on chest ECG bridged to the wristband's PPG. Predictions print one per line, then a
 # summary; the session (raw streams, predictions, true states) is recorded to out/session.xdf.
 set -euo pipefail
@@ -11,7 +11,7 @@ bs="$venv/bin/biostream"
 out="${OUT_DIR:-out}"
 mkdir -p "$out"
 duration="${DURATION_S:-60}"
-"$bs" simulate --scenario stress --modalities ecg,ppg --duration "$((duration + 15))" --seed 1 --dwell-scale 0.3 \
+"$bs" simulate --scenario stress --modalities ecg,ppg --duration "$((duration + 15))" --seed 12 --dwell-scale 0.3 \
     --name-suffix "-run" &
 sim=$!
 trap 'kill "$sim" 2>/dev/null || true' EXIT
