@@ -62,7 +62,9 @@ def test_two_monitors_beside_a_simulator_print_json_predictions_and_a_summary(un
                 "provider"} <= set(summary)
         assert summary["predictions"] == len(predictions) and summary["restarts"] == 0
         assert summary["provider"] == "CPUExecutionProvider"
-        assert summary["latency_p99_ms"] < 100  # DESIGN's 50 ms is measured by bench/streaming.py, on a quiet machine
+        # Two Ray runtimes and a simulator share 2 cores here: a sanity bound. DESIGN's 50 ms at 8 streams is
+        # measured by bench/streaming.py (bench/RESULTS.md).
+        assert 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"] < 500
 
 
 def test_text_output_and_recording_from_the_command_line(tmp_path, unique_id):

@@ -290,18 +290,11 @@ class StreamPipeline:
         """Count the outcomes of this stream's windows (made, rejected, dropped, failed) and their latencies."""
         latencies = []
         for p in predictions:
+            self.counts[p.outcome] += 1
             if p.ok:
-                self.counts["predictions"] += 1
                 latencies.append(p.latency.total_ms)
-            elif "dropped" in p.codes:
-                self.counts["dropped"] += 1
-                self._note_problem(p.reason)
-            elif "inference_error" in p.codes:
-                self.counts["errors"] += 1
-                self._note_problem(p.reason)
             else:
-                self.counts["rejected"] += 1
-                self._note_problem(f"no prediction: {p.reason}")
+                self._note_problem(p.reason if p.outcome != "rejected" else f"no prediction: {p.reason}")
         self.latency.add(latencies)
 
     def _note_problem(self, message: str) -> None:

@@ -116,6 +116,15 @@ class Prediction:
         """Probability of the predicted class (NaN for no prediction)."""
         return self.probabilities[self.label] if self.probabilities is not None else math.nan
 
+    @property
+    def outcome(self) -> str:
+        """The counter this window goes to: ``predictions``, ``dropped``, ``errors`` or ``rejected``."""
+        if self.probabilities is not None:
+            return "predictions"
+        if "dropped" in self.codes:
+            return "dropped"
+        return "errors" if "inference_error" in self.codes else "rejected"
+
     def to_json(self) -> dict[str, Any]:
         """The JSON-lines record: ``stream``, ``t``, ``label``, ``probs``, ``latency_ms`` and the rest."""
         return {
