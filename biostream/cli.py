@@ -194,15 +194,63 @@ def monitor(
     bundle: str, streams: tuple[str, ...], headless: bool, duration_s: float | None, record_path: str | None,
     as_json: bool, hop_s: float | None, channels: tuple[str, ...], ray_address: str | None, device: str,
 ) -> None:
-    """Run a bridged model on live LSL streams: predictions every hop, health, recording."""
+    """Run a bridged model on live LSL streams: predictions every hop, health, recording (a window, or headless)."""
+    channel_map = _parse_pairs(channels, "--channel")
+    if not headless and not as_json and _display_or_say("monitor"):
+        from ui.app import run_monitor_window
+
+        sys.exit(run_monitor_window(bundle=bundle, selectors=list(streams), hop_s=hop_s, channel_map=channel_map,
+                                    record_path=record_path, duration_s=duration_s, ray_address=ray_address,
+                                    device=device))
     from biostream.runtime.headless import run_monitor
 
     code = run_monitor(
         bundle=bundle, selectors=list(streams), duration_s=duration_s, record_path=record_path, as_json=as_json,
-        hop_s=hop_s, channel_map=_parse_pairs(channels, "--channel"), ray_address=ray_address, device=device,
-        headless=headless,
+        hop_s=hop_s, channel_map=channel_map, ray_address=ray_address, device=device,
     )
     sys.exit(code)
+
+
+@cli.command()
+@click.option("--headless", is_flag=True, help="No window: print predictions against the true state.")
+@click.option("--duration", "duration_s", type=float, default=None, help="Seconds to run (default: until closed).")
+@click.option("--seed", default=None, type=int, help="Simulated wearer (default: the demo's).")
+def demo(headless: bool, duration_s: float | None, seed: int | None) -> None:
+    """The embedded default: a simulated wearer, the shipped stress model bridged from ECG to PPG, live."""
+    from biostream.runtime.demo import DEMO_SEED
+
+    if duration_s is not None and not duration_s > 0:
+        raise click.BadParameter("must be > 0", param_hint="--duration")
+    seed = DEMO_SEED if seed is None else seed
+    if not headless and _display_or_say("demo"):
+        from ui.app import run_demo
+
+        sys.exit(run_demo(duration_s=duration_s, seed=seed))
+    from biostream.runtime.demo import run_demo_headless
+
+    run_demo_headless(duration_s=duration_s, seed=seed)
+
+
+@cli.command()
+def gui() -> None:
+    """The desktop app: streams, signals, predictions, health, models, recording."""
+    if not _display_or_say("gui", fallback=""):
+        raise click.UsageError("the desktop app needs a display (DISPLAY or WAYLAND_DISPLAY is not set)")
+    from ui.app import run_gui
+
+    sys.exit(run_gui())
+
+
+def _display_or_say(command: str, fallback: str = "running headless") -> bool:
+    """Whether a window can be shown; if not, say so in one line (and what happens instead)."""
+    if sys.platform.startswith(("linux", "freebsd")) and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        if fallback:
+            click.echo(f"biostream {command}: no display (DISPLAY and WAYLAND_DISPLAY are not set); {fallback}",
+                       err=True)
+        return False
+    return True
 
 
 @cli.command()

@@ -62,3 +62,21 @@ def test_stop_ends_a_simulation_that_runs_forever(unique_id):
         live.stop()
         runner.join(timeout=2.0)
         assert not runner.is_alive() and live.player.samples_pushed[0] > 0
+
+
+@pytest.mark.slow
+def test_a_late_viewer_learns_the_current_state_from_the_repeated_marker(unique_id):
+    with LiveSimulation("stress", ["ppg"], seed=5, name_suffix=f"-{unique_id}", state_repeat_s=0.5) as live:
+        runner = threading.Thread(target=live.run, kwargs={"duration_s": 3.0})
+        runner.start()
+        time.sleep(1.2)  # the first marker (t = 0) went out before this viewer connected
+        reader = StreamReader(f"name={live.stream_names[-1]}").connect(timeout_s=5.0)
+        runner.join()
+        time.sleep(0.3)
+        chunk = reader.pull()
+        reader.close()
+    assert chunk is not None and chunk.n_samples >= 2
+    labels = [str(v) for v in chunk.data[:, 0]]
+    truth = live.simulator.states_at(chunk.timestamps - live.player.t0_lsl)
+    assert labels == [str(s) for s in truth]
+    assert np.all(np.diff(chunk.timestamps) >= 0.5 - 1e-6)

@@ -130,3 +130,22 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, unique_id, case):
     if case == "unreachable ray":
         assert time.monotonic() - started < 20
     del outlet
+
+
+def test_demo_without_a_display_says_so_and_runs_headless_against_the_true_state():
+    env = _env()
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    done = subprocess.run(BIOSTREAM + ["demo", "--duration", "25"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    assert "biostream demo: no display (DISPLAY and WAYLAND_DISPLAY are not set); running headless" in done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("demo: a stress model trained on chest ECG, reading the PPG wristband")
+    predicted = [line for line in lines[1:-1] if "truth:" in line]
+    assert predicted and all(line.split()[2] in ("baseline", "stress", "amusement", "no") for line in predicted)
+    fraction, n = lines[-1].removeprefix("agreement: ").split(" over ")
+    assert n.endswith(" windows") and int(n.split()[0]) >= 3
+    # The first 25 s of the demo wearer are baseline; the shipped model gets most of them right.
+    assert float(fraction) >= 0.5

@@ -114,6 +114,7 @@ class ActorPool:
         self.group_of: dict[str, Group] = {}
         self.recorder: Any = None
         self._recorded: set[str] = set()
+        self.prediction_streams: dict[str, StreamDescription] = {}
 
     # ------------------------------------------------------------------ bundles
     def model_input(self, bundle: str | Path | Bundle, hop_s: float | None,
@@ -191,6 +192,7 @@ class ActorPool:
         with self._lock:
             group = self.group_of.pop(key, None)
             self.specs.pop(key, None)
+            self.prediction_streams.pop(key, None)
             if group is not None:
                 group.keys.discard(key)
         return group
@@ -228,6 +230,8 @@ class ActorPool:
             raise error_cls(result["error"])
         if not group.incarnation:
             group.incarnation = ray.get(group.handle.status.remote(), timeout=CALL_TIMEOUT_S)["incarnation"]
+        if result["prediction_stream"] is not None:
+            self.prediction_streams[spec.key] = result["prediction_stream"]
         for description in (spec.description, result["prediction_stream"]):
             if description is not None:
                 self._record(description)
@@ -235,7 +239,10 @@ class ActorPool:
 
     # ------------------------------------------------------------------ recorder
     def start_recorder(self, path: Path) -> None:
-        """Start recording to ``path`` (on a node that sees the LSL streams). Not restarted if it dies."""
+        """Start recording to ``path`` (on a node that sees the LSL streams), the streams already monitored too.
+
+        The recorder is not restarted if it dies: a new one would truncate the file.
+        """
         import ray
 
         from biostream.runtime.recorder import SessionRecorder
@@ -244,6 +251,27 @@ class ActorPool:
         self.recorder = recorder_cls.options(**cluster.stream_actor_options()).remote(
             str(path), {"session_id": self.session_id}
         )
+        self._recorded.clear()
+        with self._lock:
+            known = [s.description for s in self.specs.values()] + list(self.prediction_streams.values())
+        for description in known:
+            self._record(description)
+
+    def stop_recorder(self) -> dict[str, Any]:
+        """Finalise the recording and end the recorder; return the recording's last status."""
+        import ray
+
+        recorder, self.recorder = self.recorder, None
+        try:
+            status = ray.get(recorder.stop.remote(), timeout=30.0)
+        except Exception as err:  # noqa: BLE001
+            status = {"recording": False,
+                      "reason": f"the recorder died ({type(err).__name__}); the file keeps what was written"}
+        try:
+            ray.kill(recorder)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        return status
 
     def _record(self, description: StreamDescription) -> None:
         import ray
@@ -341,11 +369,8 @@ class ActorPool:
                         "node_gpus": resources.get("GPU", 0)})
         return out
 
-    def stop(self) -> dict[str, Any] | None:
-        """Stop the stream actors (their last results stay to be drained) and finalise the recording.
-
-        Returns the recording's status (None when not recording).
-        """
+    def stop(self) -> None:
+        """Stop the stream actors; their last results stay to be drained."""
         import ray
 
         with self._lock:
@@ -355,13 +380,6 @@ class ActorPool:
                 ray.get(group.handle.stop.remote(), timeout=CALL_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - a dead actor has nothing left to stop
                 logger.debug("stream actor stop failed", exc_info=True)
-        if self.recorder is None:
-            return None
-        try:
-            return ray.get(self.recorder.stop.remote(), timeout=30.0)
-        except Exception as err:  # noqa: BLE001
-            return {"recording": False,
-                    "reason": f"the recorder died ({type(err).__name__}); the file keeps what was written"}
 
     def kill(self) -> None:
         """End every actor's process."""

@@ -13,6 +13,12 @@ Placement on a cluster: StreamActors need a node that sees the LSL streams. A no
 ``ray start ... --resources '{"lsl": 1}'`` says it does; when any node has that resource, stream actors ask for
 a sliver of it and so go there. Inference actors ask for a share of a GPU when the cluster has GPUs, and so go
 where the GPUs are; without GPUs they go anywhere.
+
+Ray's servers and workers are started with ``PR_SET_PDEATHSIG`` (they die with their parent), and on Linux the
+parent is the *thread* that forked them: a local Ray started from a worker thread that later ends (a thread
+pool shutting down, the desktop app's worker closing) would lose every Ray process at that moment, with the
+driver hanging on its next control-store call. So a local Ray started off the main thread is started from a
+dedicated thread that lives until :func:`shutdown`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import logging
 import os
 import socket
 import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from devices.errors import BadInputError
@@ -33,6 +42,8 @@ LSL_RESOURCE = "lsl"
 #: Share of a GPU one inference actor takes (four bundles per GPU).
 GPU_SHARE = 0.25
 _CONNECT_TIMEOUT_S = 3.0
+#: Set to let the thread that started the local Ray end (after :func:`shutdown`).
+_ray_parent_release: threading.Event | None = None
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -78,13 +89,47 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
         "namespace": "biostream",
     }
     if address is None:
-        ray.init(address="local", num_cpus=num_cpus, **options)
+        _from_lasting_thread(lambda: ray.init(address="local", num_cpus=num_cpus, **options))
     else:
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError) as err:
             raise BadInputError(f"cannot join the Ray cluster at {address}: {str(err).splitlines()[0]}") from None
     return True
+
+
+def _from_lasting_thread(start: Callable[[], Any]) -> None:
+    """Run ``start`` (it forks Ray's processes) on a thread that outlives the caller's (see the module docstring)."""
+    global _ray_parent_release
+    if threading.current_thread() is threading.main_thread():
+        start()  # the main thread lasts as long as the process
+        return
+    started: Future = Future()
+    release = threading.Event()
+
+    def parent() -> None:
+        try:
+            start()
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            started.set_exception(err)
+            return
+        started.set_result(None)
+        release.wait()
+
+    threading.Thread(target=parent, name="biostream-ray-parent", daemon=True).start()
+    started.result()
+    _ray_parent_release = release
+
+
+def shutdown() -> None:
+    """Stop the Ray this process started (:func:`connect` returned True) and let its parent thread end."""
+    global _ray_parent_release
+    import ray
+
+    ray.shutdown()
+    if _ray_parent_release is not None:
+        _ray_parent_release.set()
+        _ray_parent_release = None
 
 
 def stream_actor_options() -> dict[str, Any]:

@@ -94,7 +94,6 @@ def run_monitor(
     channel_map: Mapping[str, str] | None = None,
     ray_address: str | None = None,
     device: str = "auto",
-    headless: bool = True,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -107,8 +106,6 @@ def run_monitor(
     """
     out = out or sys.stdout
     err = err or sys.stderr
-    if not headless:
-        print("biostream: the desktop app is not part of this build yet; running headless", file=err)
     if duration_s is not None and not duration_s > 0:
         raise BadInputError(f"--duration must be > 0, got {duration_s!r}")
     # Fail fast, before Ray starts: a bad bundle, a recording folder that is not there, an unreachable cluster,

@@ -31,7 +31,7 @@ from biostream.lsl import (
     StreamReader,
 )
 from biostream.runtime.matching import StreamMatch, match_stream
-from biostream.runtime.records import Latency, LatencyStats, Prediction, SessionEvent, StreamHealth
+from biostream.runtime.records import Latency, LatencyStats, Marker, Prediction, SessionEvent, StreamHealth
 from bridges.bundle import InputInfo
 from devices.errors import StreamMismatchError
 from devices.windowing import RingBuffer, Window, Windower
@@ -148,6 +148,7 @@ class StreamPipeline:
         self.provider = ""
         self._waiting: dict[int, Outcome] = {}  # outcomes that arrived before an earlier window's
         self._next_seq = 0
+        self._markers: list[Marker] = []
 
     # ------------------------------------------------------------------ set-up
     def connect(self, timeout_s: float = 5.0) -> list[str]:
@@ -230,6 +231,9 @@ class StreamPipeline:
 
     def _feed(self, data: np.ndarray, ts: np.ndarray, splits: list, arrival_s: float, out: list[Window]) -> None:
         """Push a chunk into the display ring and the windower, splitting it where a gap or a jump falls."""
+        if data.dtype == object:  # a marker stream: keep its labels for the driver
+            self._markers.extend(Marker(self.key, float(t), str(row[0])) for t, row in zip(ts, data))
+            return
         if self._display is not None:
             self._display.push(data, ts)
         if self.windower is None:
@@ -352,8 +356,15 @@ class StreamPipeline:
             task=model.task if model is not None else "", node_id=node_id, **self.counts,
         )
 
-    def snapshot(self, seconds: float, points: int) -> dict[str, Any]:
-        """The last ``seconds`` of raw samples, peak-decimated to at most ``points`` per channel.
+    def take_markers(self) -> list[Marker]:
+        """The marker-stream samples since the last call (marker streams only; [] otherwise)."""
+        markers, self._markers = self._markers, []
+        return markers
+
+    def snapshot(self, seconds: float, points: int, until_s: float | None = None) -> dict[str, Any]:
+        """``seconds`` of raw samples, peak-decimated to at most ``points`` per channel.
+
+        The span ends at the newest sample, or at ``until_s`` (s, local LSL clock) to look back into the history.
 
         Returns
         -------
@@ -366,15 +377,32 @@ class StreamPipeline:
         if ring is None or ring.n_available == 0:
             return out
         rate = self.spec.description.sfreq_hz
-        n = ring.n_available if rate <= 0 else min(ring.n_available, max(1, math.ceil(seconds * rate)))
-        data, ts = ring.latest(n)
-        if points >= 2 and n > points:
-            bins = points // 2
-            edges = np.linspace(0, n, bins + 1).astype(np.int64)
-            lo = np.minimum.reduceat(data, edges[:-1], axis=0)
-            hi = np.maximum.reduceat(data, edges[:-1], axis=0)
-            data = np.stack([lo, hi], axis=1).reshape(2 * bins, -1)
-            centre = ts[(edges[:-1] + edges[1:] - 1) // 2]
-            ts = np.repeat(centre, 2)
+        if until_s is None:
+            n = ring.n_available if rate <= 0 else min(ring.n_available, max(1, math.ceil(seconds * rate)))
+            data, ts = ring.latest(n)
+        else:  # scrolled back: the span ending at until_s, from what the history still holds
+            data, ts = ring.latest()
+            lo, hi = np.searchsorted(ts, [until_s - seconds, until_s], side="right")
+            data, ts = data[lo:hi], ts[lo:hi]
+            n = ts.shape[0]
+        if n == 0:
+            return out
+        data, ts = peak_decimate(data, ts, points)
         out.update(t=ts, data=data, labels=self.reader.channel_labels, units=self.reader.channel_units, sfreq_hz=rate)
         return out
+
+
+def peak_decimate(data: np.ndarray, ts: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``points`` rows of ``data`` (n, n_channels) for display: each bin's min then max, so peaks survive.
+
+    ``ts`` (n,) in s; each bin's pair of rows is stamped at the bin's centre sample. Unchanged when already short.
+    """
+    n = ts.shape[0]
+    if points < 2 or n <= points:
+        return data, ts
+    bins = points // 2
+    edges = np.linspace(0, n, bins + 1).astype(np.int64)
+    lo = np.minimum.reduceat(data, edges[:-1], axis=0)
+    hi = np.maximum.reduceat(data, edges[:-1], axis=0)
+    centre = ts[(edges[:-1] + edges[1:] - 1) // 2]
+    return np.stack([lo, hi], axis=1).reshape(2 * bins, -1), np.repeat(centre, 2)

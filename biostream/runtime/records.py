@@ -253,6 +253,25 @@ class SessionEvent:
                 "t": self.at_s}
 
 
+@dataclass(frozen=True)
+class Marker:
+    """One sample of a marker (string) stream: an annotation, a label, a state the simulator or a replay reports.
+
+    Attributes
+    ----------
+    stream : str
+        Key of the marker stream.
+    at_s : float
+        Its timestamp (s, local LSL clock): the moment it marks.
+    label : str
+        The text.
+    """
+
+    stream: str
+    at_s: float
+    label: str
+
+
 @dataclass
 class LatencyStats:
     """Recent prediction latencies of one stream (a bounded window), with percentiles."""

@@ -27,7 +27,7 @@ from biostream.lsl import StreamDescription, resolve_selector
 from biostream.runtime import cluster
 from biostream.runtime.actors import CALL_TIMEOUT_S, ActorPool
 from biostream.runtime.pipeline import StreamSpec
-from biostream.runtime.records import LatencyStats, Prediction, SessionEvent, StreamHealth
+from biostream.runtime.records import LatencyStats, Marker, Prediction, SessionEvent, StreamHealth
 from biostream.runtime.subscription import Subscription
 from bridges.bundle import Bundle
 from devices.errors import BadInputError
@@ -120,9 +120,9 @@ class MonitorSession:
             streams_per_actor=self.streams_per_actor, max_stream_actors=self.max_stream_actors,
             lost_after_s=self.lost_after_s, display_s=self.display_s, max_restarts=self.max_restarts,
         )
-        if self.record_path is not None:
-            self._pool.start_recorder(self.record_path)
         self._running = True
+        if self.record_path is not None:
+            self.start_recording(self.record_path)
         for target, name in ((self._collect_loop, "collector"), (self._supervise_loop, "supervisor")):
             thread = threading.Thread(target=target, name=f"biostream-{name}", daemon=True)
             thread.start()
@@ -143,20 +143,17 @@ class MonitorSession:
         """Stop every actor (after a last drain), finalise the recording, and return :meth:`summary` (idempotent)."""
         if not self._running:
             return self.summary()
-        import ray
-
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5.0)
         self._placement = self._pool.describe()
-        recording = self._pool.stop()
+        self._pool.stop()
         self._drain_all(with_health=False)
-        if recording is not None:
-            self._recording_status = {"path": str(self.record_path), **recording}
+        self.stop_recording()
         self._pool.kill()
         self._running = False
         if self._owns_ray:
-            ray.shutdown()
+            cluster.shutdown()
         return self.summary()
 
     # ------------------------------------------------------------------ streams and bundles
@@ -262,16 +259,20 @@ class MonitorSession:
         with self._lock:
             return list(self._events)
 
-    def snapshot(self, keys: list[str] | None = None, seconds: float = 10.0, points: int = 2000) -> dict[str, Any]:
+    def snapshot(
+        self, keys: list[str] | None = None, seconds: float = 10.0, points: int = 2000, until_s: float | None = None
+    ) -> dict[str, Any]:
         """Display snapshots of streams (all when ``keys`` is None).
 
-        Streams whose actor does not answer within 2 s are left out.
+        ``seconds`` of raw samples, peak-decimated to at most ``points`` per channel, ending now or at ``until_s``
+        (s, LSL clock; scroll-back within the session's ``display_s``). Streams whose actor does not answer
+        within 2 s are left out.
         """
         import ray
 
         wanted = set(self.streams if keys is None else keys)
         calls = [(g, sorted(wanted & g.keys)) for g in list(self._pool.groups)]
-        refs = [cluster.untracked(g.handle.snapshot).remote(k, seconds, points) for g, k in calls if k]
+        refs = [cluster.untracked(g.handle.snapshot).remote(k, seconds, points, until_s) for g, k in calls if k]
         out: dict[str, Any] = {}
         for ref in refs:
             try:
@@ -279,6 +280,26 @@ class MonitorSession:
             except Exception:  # noqa: BLE001 - a restarting actor: no picture this time
                 logger.debug("snapshot failed", exc_info=True)
         return out
+
+    def start_recording(self, path: str | Path) -> None:
+        """Record from now on to the XDF file ``path``: every monitored stream, its predictions, the markers."""
+        self._check_running("start_recording()")
+        path = Path(path).expanduser()
+        if not path.parent.is_dir():
+            raise BadInputError(f"cannot record to '{path}': folder '{path.parent}' does not exist")
+        if self._pool.recorder is not None:
+            raise BadInputError(f"already recording to '{self.record_path}'; stop that recording first")
+        self.record_path = path
+        self._recording_status = None
+        self._pool.start_recorder(path)
+
+    def stop_recording(self) -> dict[str, Any] | None:
+        """Finish the recording (footers written, file closed); return its final status (None if not recording)."""
+        if self._pool is None or self._pool.recorder is None:
+            return None
+        status = self._pool.stop_recorder()
+        self._recording_status = {"path": str(self.record_path), **status}
+        return self._recording_status
 
     def recording_status(self) -> dict[str, Any] | None:
         """Path, bytes, whether still recording (and why not), samples per stream; None when not recording."""
@@ -309,6 +330,11 @@ class MonitorSession:
                 "actors": self._placement,
             }
 
+    @staticmethod
+    def clock() -> float:
+        """The runtime's clock: the local LSL clock (s), the one every prediction and snapshot is stamped in."""
+        return pylsl.local_clock()
+
     @property
     def restarts(self) -> int:
         """Actor restarts since start."""
@@ -333,7 +359,7 @@ class MonitorSession:
                 result = ray.get(ref, timeout=CALL_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - dead or restarting: the supervisor deals with it
                 continue
-            self._dispatch(result["predictions"], result["events"], result["health"])
+            self._dispatch(result["predictions"], result["events"], result["health"], result["markers"])
         recorder = self._pool.recorder
         if recorder is not None and self._recording_status is None:
             try:
@@ -343,7 +369,7 @@ class MonitorSession:
             self._dispatch([], events, None)
 
     def _dispatch(self, predictions: list[Prediction], events: list[SessionEvent],
-                  health: list[StreamHealth] | None) -> None:
+                  health: list[StreamHealth] | None, markers: list[Marker] = ()) -> None:
         with self._lock:
             for p in predictions:
                 self._totals["windows"] += 1
@@ -360,6 +386,8 @@ class MonitorSession:
                 subscriber.put(("prediction", p))
             for e in events:
                 subscriber.put(("event", e))
+            for m in markers:
+                subscriber.put(("marker", m))
             if health is not None:
                 subscriber.put(("health", health))
 

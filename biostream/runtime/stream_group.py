@@ -195,19 +195,23 @@ class StreamGroup:
         return True
 
     def drain(self, with_health: bool = False) -> dict[str, Any]:
-        """Take the predictions and events since the last drain (and, if asked, every stream's health)."""
+        """Take the predictions, events and marker samples since the last drain (and, if asked, health)."""
         with self._lock:
             predictions = list(self._outbox)
             self._outbox.clear()
             events = list(self._events)
             self._events.clear()
+            markers = [m for p in self._pipelines.values() for m in p.take_markers()]
             health = [p.health(self.node_id) for p in self._pipelines.values()] if with_health else None
-        return {"predictions": predictions, "events": events, "health": health, "incarnation": self.incarnation}
+        return {"predictions": predictions, "events": events, "markers": markers, "health": health,
+                "incarnation": self.incarnation}
 
-    def snapshot(self, keys: list[str], seconds: float, points: int) -> dict[str, dict[str, Any]]:
+    def snapshot(
+        self, keys: list[str], seconds: float, points: int, until_s: float | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Display snapshots of several streams in one call (see :meth:`StreamPipeline.snapshot`)."""
         with self._lock:
-            return {k: self._pipelines[k].snapshot(seconds, points) for k in keys if k in self._pipelines}
+            return {k: self._pipelines[k].snapshot(seconds, points, until_s) for k in keys if k in self._pipelines}
 
     def stop(self) -> None:
         """Stop the loop, close every reader and prediction outlet (idempotent)."""

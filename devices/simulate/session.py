@@ -34,6 +34,7 @@ def simulate_session(
     devices: Mapping[str, str] | None = None,
     artefacts: bool = True,
     t0_s: float = 0.0,
+    dwell_scale: float = 1.0,
 ) -> Recording:
     """Simulate a session of ``duration_s`` seconds: one stream per modality plus a marker stream of states.
 
@@ -53,6 +54,8 @@ def simulate_session(
         Add wander, motion, powerline and lead-off artefacts.
     t0_s : float
         Time of the first sample (s); sample ``k`` of a stream at rate ``r`` is stamped ``t0_s + k / r``.
+    dwell_scale : float
+        Factor on the duration of every state episode (as for the live simulation).
 
     Returns
     -------
@@ -63,7 +66,8 @@ def simulate_session(
         ``scenario``, ``seed``, ``modalities``, ``devices``, ``artefacts``, ``duration_s`` and ``format``.
     """
     duration_s = positive(duration_s, "duration_s")
-    sim = PhysioSimulator(scenario, modalities, seed=seed, devices=devices, artefacts=artefacts)
+    sim = PhysioSimulator(scenario, modalities, seed=seed, devices=devices, artefacts=artefacts,
+                          dwell_scale=dwell_scale)
     streams = block_streams(sim, sim.next_block(duration_s), t0_s=t0_s)
     info = {
         "format": "simulated", "scenario": sim.scenario, "seed": sim.seed, "modalities": list(sim.modalities),

@@ -1,0 +1,111 @@
+"""Signal sources the window can start itself, so a person without a device can try everything.
+
+A simulation (:class:`devices.live_sim.LiveSimulation`) or the replay of a recording
+(:class:`devices.replay.RecordingReplay`, every format ``biostream replay`` reads) publishes LSL outlets from a
+background thread of this process, exactly as ``biostream simulate`` / ``biostream replay`` would from another;
+the window then finds them among the streams in view like any device. Reading a recording can take a while, so
+that happens on the thread too; its outcome reaches the UI thread through a :class:`ui.inbox.UiInbox`, and
+failures come back as one plain line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore
+
+from devices.formats import read_recording
+from devices.live_sim import LiveSimulation
+from devices.replay import RecordingReplay
+from ui.controller import one_line
+from ui.inbox import UiInbox
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Source:
+    """A running source: what it is, the streams it publishes, its thread."""
+
+    label: str
+    runner: Any
+    stream_names: list[str] = field(default_factory=list)
+    thread: threading.Thread | None = None
+    simulator: Any = None  #: the PhysioSimulator of a simulation (its true states), None for a replay
+    t0_lsl: float | None = None  #: when its timeline started, in the LSL clock
+
+    def stop(self) -> None:
+        """Stop publishing and drop the outlets."""
+        self.runner.stop()
+        if self.thread is not None:
+            self.thread.join(timeout=5.0)
+        self.runner.close()
+
+
+class SourceManager(QtCore.QObject):
+    """Start and stop simulations and replays from the window (see the module docstring)."""
+
+    started = QtCore.Signal(object)  #: Source
+    failed = QtCore.Signal(str)
+
+    def __init__(self, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.sources: list[Source] = []
+        self._inbox = UiInbox(self)
+
+    def simulate(self, scenario: str = "stress", modalities: Sequence[str] = ("ecg", "ppg"), *, seed: int = 0,
+                 dwell_scale: float = 0.3, suffix: str | None = None) -> Source | None:
+        """Start a live simulation (outlets appear at once); ``started`` with it, or ``failed``."""
+        suffix = f"-{uuid.uuid4().hex[:4]}" if suffix is None else suffix
+        try:
+            live = LiveSimulation(scenario, list(modalities), seed=seed, dwell_scale=dwell_scale, name_suffix=suffix)
+        except (ValueError, OSError) as err:
+            self.failed.emit(f"cannot start the simulation: {one_line(err)}")
+            return None
+        source = Source(f"simulation {scenario} ({', '.join(modalities)})", live, list(live.stream_names),
+                        simulator=live.simulator)
+        source.thread = threading.Thread(target=live.run, name="biostream-simulation", daemon=True)
+        source.thread.start()
+        source.t0_lsl = live.player.t0_lsl
+        self.sources.append(source)
+        self.started.emit(source)
+        return source
+
+    def replay(self, path: str | Path, *, loop: bool = True) -> None:
+        """Replay a recording (read on a thread); ``started`` once its outlets are up, or ``failed``."""
+        suffix = f"-{uuid.uuid4().hex[:4]}"
+
+        def work() -> None:
+            try:
+                replay = RecordingReplay(read_recording(path), loop=loop, name_suffix=suffix)
+            except Exception as err:  # noqa: BLE001 - a bad file is a message, not a crash
+                self._inbox.post(self._report_failure, f"cannot replay '{Path(path).name}': {one_line(err)}")
+                return
+            names = [s.name + suffix for s in replay.recording.streams if s.n_samples]
+            source = Source(f"replay of {Path(path).name}", replay, names, thread=threading.current_thread())
+            self.sources.append(source)
+            self._inbox.post(self._report_started, source)
+            replay.run()
+
+        threading.Thread(target=work, name="biostream-replay", daemon=True).start()
+
+    def _report_failure(self, message: str) -> None:
+        self.failed.emit(message)
+
+    def _report_started(self, source: Source) -> None:
+        self.started.emit(source)
+
+    def stop_all(self) -> None:
+        """Stop every source (the window is closing)."""
+        for source in self.sources:
+            try:
+                source.stop()
+            except Exception:  # noqa: BLE001
+                logger.debug("stopping %s failed", source.label, exc_info=True)
+        self.sources.clear()
