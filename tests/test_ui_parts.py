@@ -106,3 +106,25 @@ def test_health_rows_are_coloured_by_level(qtbot):
 def test_the_bundle_view_shows_metrics_in_words():
     html = bundle_html(read_bundle("demo"))
     assert "macro-F1 0.779" in html and "baseline" in html and "<table>" in html
+
+
+def test_layout_span_scaling_and_last_bundle_persist_between_runs(qtbot, tmp_path):
+    from PySide6 import QtCore
+
+    from ui.main_window import MainWindow
+
+    settings = QtCore.QSettings(str(tmp_path / "biostream.ini"), QtCore.QSettings.Format.IniFormat)
+    first = MainWindow(settings=settings)
+    qtbot.addWidget(first)
+    first.span.setCurrentText("60 s")
+    first.scaling.setCurrentText("fixed")
+    bundle = read_bundle("demo")
+    first._on_bundle_read(str(bundle.path), bundle)
+    first.close()  # never started: closing saves and stops nothing
+
+    second = MainWindow(settings=settings)
+    qtbot.addWidget(second)
+    assert second.span.currentText() == "60 s" and second.signals.span_s == 60.0
+    assert second.scaling.currentText() == "fixed" and second.signals.scaling == "fixed"
+    assert settings.value("last_bundle") == str(bundle.path)
+    second.close()

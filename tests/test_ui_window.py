@@ -166,3 +166,29 @@ def test_demo_window_shows_ecg_beside_ppg_predictions_and_the_true_state(qtbot, 
     finally:
         window.close()
     assert heartbeat.longest_s < 0.5, f"the UI thread stalled for {heartbeat.longest_s:.2f} s"
+
+
+def test_a_recording_replays_from_the_window_and_a_malformed_one_is_said(qtbot, tmp_path, unique_id):
+    from devices.formats import write_xdf
+    from devices.simulate import simulate_session
+
+    recording = simulate_session("stress", ["ppg"], duration_s=20.0, seed=9)
+    for stream in recording.streams:
+        stream.name = f"{stream.name} {unique_id}"
+    good = write_xdf(tmp_path / "session.xdf", recording)
+    bad = tmp_path / "broken.xdf"
+    bad.write_bytes(b"XDF:" + b"\x07" * 64)
+    window = MainWindow(settings=_settings(tmp_path))
+    qtbot.addWidget(window)
+    try:
+        with qtbot.waitSignal(window.sources.failed, timeout=10_000) as failed:
+            window.sources.replay(bad)
+        assert failed.args[0].startswith("cannot replay 'broken.xdf':")
+        with qtbot.waitSignal(window.sources.started, timeout=15_000) as started:
+            window.sources.replay(good)
+        names = started.args[0].stream_names
+        assert any(name.startswith(f"Sim BVP {unique_id}") for name in names)
+        window.controller.discover()
+        qtbot.waitUntil(lambda: set(names) <= {d.name for d in window.streams.visible.values()}, timeout=20_000)
+    finally:
+        window.close()

@@ -36,6 +36,7 @@ def run_gui() -> int:
     """``biostream gui``: the main window on a fresh session; returns the exit code."""
     app = application()
     window = MainWindow()
+    window.after_start(window.reopen_last_bundle)
     window.show()
     window.start()
     return app.exec()

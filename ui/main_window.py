@@ -289,6 +289,12 @@ class MainWindow(QtWidgets.QMainWindow):
         """Read a bundle off the UI thread and show it in the Model panel (or say why it cannot be used)."""
         self.controller.read_bundle(path)
 
+    def reopen_last_bundle(self) -> None:
+        """Open the bundle of the previous run again, if it is still there."""
+        last = str(self.settings.value("last_bundle", ""))
+        if last and Path(last).is_file():
+            self.open_bundle(last)
+
     def _on_bundle_read(self, path: str, bundle: Any) -> None:
         self.settings.setValue("last_bundle", path)
         self.model.show_bundle(bundle)

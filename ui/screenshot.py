@@ -10,9 +10,22 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from PySide6 import QtCore
+from PySide6 import QtCore, QtGui
 
 from ui.app import application, demo_window
+
+
+def dark_palette() -> QtGui.QPalette:
+    """A dark desktop theme's palette (what a dark GNOME/KDE/macOS/Windows theme gives Qt)."""
+    palette = QtGui.QPalette()
+    roles = QtGui.QPalette.ColorRole
+    for role, colour in ((roles.Window, "#2b2b2b"), (roles.WindowText, "#e6e6e6"), (roles.Base, "#1e1e1e"),
+                         (roles.AlternateBase, "#2b2b2b"), (roles.Text, "#e6e6e6"), (roles.Button, "#353535"),
+                         (roles.ButtonText, "#e6e6e6"), (roles.Highlight, "#2a82da"),
+                         (roles.HighlightedText, "#ffffff"), (roles.ToolTipBase, "#353535"),
+                         (roles.ToolTipText, "#e6e6e6")):
+        palette.setColor(role, QtGui.QColor(colour))
+    return palette
 
 
 def main() -> None:
@@ -22,8 +35,13 @@ def main() -> None:
     parser.add_argument("--out", default="docs/demo-window.png")
     parser.add_argument("--size", default="1600x1000")
     parser.add_argument("--span", type=int, default=30, help="seconds of signal on screen (one of the window's spans)")
+    parser.add_argument("--dark", action="store_true", help="as on a desktop with a dark theme")
     args = parser.parse_args()
     app = application()
+    if args.dark:
+        app.setStyle("Fusion")
+        app.setPalette(dark_palette())
+        application()  # the plots take the new palette's colours
     # A fresh settings file: the picture shows the default layout, not the last one a user left.
     settings_dir = tempfile.TemporaryDirectory()
     settings = QtCore.QSettings(str(Path(settings_dir.name) / "biostream.ini"), QtCore.QSettings.Format.IniFormat)
