@@ -149,3 +149,13 @@ def test_demo_without_a_display_says_so_and_runs_headless_against_the_true_state
     assert n.endswith(" windows") and int(n.split()[0]) >= 3
     # The first 25 s of the demo wearer are baseline; the shipped model gets most of them right.
     assert float(fraction) >= 0.5
+
+
+def test_gui_without_a_display_is_one_line_and_exit_code_2():
+    env = _env()
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    done = subprocess.run(BIOSTREAM + ["gui"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2
+    assert "the desktop app needs a display (DISPLAY or WAYLAND_DISPLAY is not set)" in done.stderr
+    assert "Traceback" not in done.stderr

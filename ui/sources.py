@@ -37,8 +37,6 @@ class Source:
     runner: Any
     stream_names: list[str] = field(default_factory=list)
     thread: threading.Thread | None = None
-    simulator: Any = None  #: the PhysioSimulator of a simulation (its true states), None for a replay
-    t0_lsl: float | None = None  #: when its timeline started, in the LSL clock
 
     def stop(self) -> None:
         """Stop publishing and drop the outlets."""
@@ -68,11 +66,9 @@ class SourceManager(QtCore.QObject):
         except (ValueError, OSError) as err:
             self.failed.emit(f"cannot start the simulation: {one_line(err)}")
             return None
-        source = Source(f"simulation {scenario} ({', '.join(modalities)})", live, list(live.stream_names),
-                        simulator=live.simulator)
+        source = Source(f"simulation {scenario} ({', '.join(modalities)})", live, list(live.stream_names))
         source.thread = threading.Thread(target=live.run, name="biostream-simulation", daemon=True)
         source.thread.start()
-        source.t0_lsl = live.player.t0_lsl
         self.sources.append(source)
         self.started.emit(source)
         return source
