@@ -315,6 +315,8 @@ def _parse_manifest(data: bytes) -> Manifest:
         parsed = json.loads(data.decode("utf-8"), parse_constant=refuse_constant)
     except (UnicodeDecodeError, ValueError) as err:
         raise BundleError(f"{MANIFEST_MEMBER} is not valid JSON ({err}).") from None
+    except RecursionError:
+        raise BundleError(f"{MANIFEST_MEMBER} is nested too deeply to be a manifest.") from None
     return Manifest.from_dict(parsed)
 
 

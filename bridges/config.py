@@ -38,6 +38,13 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file '{path}' does not exist") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file '{path}' is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file '{path}' is not text (byte {err.start} is not UTF-8); a TOML file is "
+                          "expected") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file '{path}' is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"config file '{path}' cannot be read: permission denied") from None
 
 
 def _matches(value: Any, annotation: Any) -> bool:

@@ -37,6 +37,9 @@ SCHEMA_VERSION = 1
 RANDOM_INIT = "random-init"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
+#: Most samples per channel one model window may hold (an hour at 2 kHz); more is a broken manifest.
+MAX_WINDOW_SAMPLES = 7_200_000
+
 
 class BundleError(BadInputError):
     """A bundle that cannot be used: unreadable, incomplete, inconsistent or not built. One-line message."""
@@ -225,6 +228,11 @@ class InputInfo:
         for name in ("sfreq_hz", "window_s", "hop_s"):
             _set(self, name, _positive(getattr(self, name), name))
         samples = self.window_s * self.sfreq_hz
+        if not samples <= MAX_WINDOW_SAMPLES:  # also catches inf: 1e308 Hz × 10 s
+            raise ManifestError(
+                "window_s", f"({self.window_s:g} s) at {self.sfreq_hz:g} Hz is {samples:g} samples per channel, "
+                f"over the {MAX_WINDOW_SAMPLES:,} a window may hold."
+            )
         if abs(samples - round(samples)) > 1e-6 * max(1.0, samples):
             raise ManifestError(
                 "window_s", f"({self.window_s:g} s) at {self.sfreq_hz:g} Hz is {samples:g} samples, not a whole number."

@@ -8,6 +8,7 @@ per event; labels and annotations are carried that way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,16 @@ class Stream:
                 )
             setattr(self, what, [str(v) for v in values])
         self.nominal_srate = float(self.nominal_srate)
+        if not (math.isfinite(self.nominal_srate) and self.nominal_srate >= 0.0):
+            raise RecordingFormatError(
+                f"stream '{self.name}': nominal rate {self.nominal_srate!r} Hz is not a finite rate >= 0"
+            )
+        bad = ~np.isfinite(self.timestamps)
+        if bad.any():  # a sample without a time cannot be placed, replayed or windowed
+            raise RecordingFormatError(
+                f"stream '{self.name}': {int(bad.sum())} of {bad.size} timestamps are NaN or infinite "
+                f"(first at sample {int(np.argmax(bad))})"
+            )
         self.clock_offsets = np.asarray(self.clock_offsets, dtype=np.float64).reshape(-1, 2)
 
     @property

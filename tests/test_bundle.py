@@ -314,6 +314,10 @@ def _bad_step(d):
     d["input"]["preprocessing"] = [{"low_hz": 1}]
 
 
+def _absurd_rate(d):
+    d["input"]["sfreq_hz"] = 1e308
+
+
 @pytest.mark.parametrize(
     ("edit", "match"),
     [
@@ -327,10 +331,18 @@ def _bad_step(d):
         (_one_class, "manifest key 'task.class_names' must be a list of at least 2 strings"),
         (_wrong_units, r"manifest key 'input.units' must be a list of 2 strings \(one per channel\)"),
         (_bad_step, r"manifest key 'input.preprocessing\[0\].op' must be a non-empty string, got None"),
+        (_absurd_rate, r"manifest key 'input.window_s' \(4 s\) at 1e\+308 Hz is inf samples per channel, over the "
+                       r"7,200,000 a window may hold"),
     ],
 )
 def test_refuses_bad_manifest(tmp_path: Path, good_bundle: Path, edit, match: str) -> None:
     _one_line_refusal(edit_manifest(good_bundle, tmp_path / "bad.bxb", edit), match)
+
+
+def test_refuses_a_manifest_nested_too_deeply(tmp_path: Path, good_bundle: Path) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    bad = rewrite(good_bundle, tmp_path / "deep.bxb", replace_members={MANIFEST_MEMBER: deep})
+    _one_line_refusal(bad, "manifest.json is nested too deeply to be a manifest")
 
 
 def test_refuses_window_rate_mismatch_with_graph(tmp_path: Path, good_bundle: Path) -> None:

@@ -50,6 +50,11 @@ def require_file(path: str | Path) -> Path:
         raise RecordingFormatError(f"'{path}' is a directory, not a file")
     if path.stat().st_size == 0:
         raise RecordingFormatError(f"'{path}' is empty (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise RecordingFormatError(f"'{path}' cannot be read: {(err.strerror or type(err).__name__).lower()}") from None
     return path
 
 

@@ -125,7 +125,14 @@ def read_recording(path: str | Path, format: str = "auto") -> Recording:  # noqa
         raise RecordingFormatError(f"'{path}' does not exist")
     if name == "auto":
         name = detect_format(path)
-    recording = READERS[name](path)
+    try:
+        recording = READERS[name](path)
+    except RecordingFormatError as err:
+        if str(path) in str(err) or path.name in str(err):
+            raise
+        raise RecordingFormatError(f"'{path}': {err}") from None  # the message names the file, always
+    except PermissionError:
+        raise RecordingFormatError(f"'{path}' cannot be read: permission denied") from None
     recording.info.setdefault("source", str(path))
     recording.info.setdefault("format", name)
     logger.info("read '%s' as %s: %d streams", path, name, len(recording))

@@ -92,6 +92,13 @@ def load_untrusted_pickle(path: str | Path, encoding: str = "latin1") -> Any:
             raise
         except EOFError:
             raise RecordingFormatError(f"'{path}' is truncated: the pickle ends before its STOP opcode") from None
+        except (MemoryError, OverflowError):
+            # The C unpickler allocates what a length field declares before reading it: a 14-byte file can ask
+            # for 2**50 bytes. Nothing was read into that memory; say what the file claims.
+            size = path.stat().st_size
+            raise RecordingFormatError(
+                f"'{path}' is not a readable pickle: it declares more data than its {size} bytes hold"
+            ) from None
         except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise RecordingFormatError(f"'{path}' is not a readable pickle: {message}") from None

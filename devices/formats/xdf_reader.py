@@ -54,6 +54,8 @@ def read_xdf(path: str | Path, *, synchronize_clocks: bool = True) -> Recording:
     with open(path, "rb") as f:
         f.seek(len(spec.MAGIC))
         scan = spec.scan_chunks(f, file_bytes)
+        if scan.absurd_header:
+            raise RecordingFormatError(f"'{path}' cannot be read: {scan.absurd_header}")
         if not scan.has_file_header:
             why = f": {scan.problem}" if scan.problem else ""
             raise RecordingFormatError(f"'{path}' is truncated: it has no complete XDF FileHeader chunk{why}")
