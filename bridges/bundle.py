@@ -167,8 +167,13 @@ def check_onnx_graph(onnx_bytes: bytes, manifest: Manifest) -> tuple[tuple[int |
 
     try:
         model = onnx.load_model_from_string(onnx_bytes)
+    except Exception as err:  # protobuf DecodeError: not a graph at all
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BundleError(f"{MODEL_MEMBER} is not a loadable ONNX model ({first}).") from None
+    _check_self_contained(model)  # before the checker, which would try to open external files itself
+    try:
         onnx.checker.check_model(model)
-    except Exception as err:  # protobuf DecodeError, onnx ValidationError, ...: all mean "not a usable graph"
+    except Exception as err:  # onnx ValidationError and kin: not a usable graph
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BundleError(f"{MODEL_MEMBER} is not a loadable ONNX model ({first}).") from None
     inputs, outputs = _graph_io(model)
@@ -193,6 +198,56 @@ def check_onnx_graph(onnx_bytes: bytes, manifest: Manifest) -> tuple[tuple[int |
                 f"{MODEL_MEMBER} {role} {name!r} has a fixed batch axis {_shape_text(shape)}; it must be dynamic."
             )
     return inputs[0][2], outputs[0][2]
+
+
+#: Operator domains a bundle's graph may use: the standard ones ONNX Runtime implements itself.
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+
+
+def _check_self_contained(model: Any) -> None:
+    """Refuse a graph that would make the runtime read another file or load code: a bundle is data only.
+
+    Tensors stored as external data name files that ONNX Runtime would open beside the working directory;
+    operators of custom domains need a custom-op library to be loaded. Neither belongs in a bundle.
+    """
+    import onnx
+
+    def tensors(graph: Any):
+        yield from graph.initializer
+        yield from graph.sparse_initializer
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
+                if attribute.HasField("g"):
+                    yield from tensors(attribute.g)
+                for sub in attribute.graphs:
+                    yield from tensors(sub)
+
+    for tensor in tensors(model.graph):
+        values = getattr(tensor, "values", tensor)  # sparse tensors keep their data in .values
+        if values.data_location == onnx.TensorProto.EXTERNAL or len(values.external_data):
+            raise BundleError(
+                f"{MODEL_MEMBER} keeps tensor {values.name!r} in an external file; a bundle must hold all its data."
+            )
+    domains = {op.domain for op in model.opset_import} | {node.domain for node in _all_nodes(model.graph)}
+    domains |= {f.domain for f in model.functions}
+    custom = sorted(domains - STANDARD_DOMAINS)
+    if custom:
+        raise BundleError(
+            f"{MODEL_MEMBER} uses operators of custom domain(s) {custom}; a bundle may use only standard operators."
+        )
+
+
+def _all_nodes(graph: Any):
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from _all_nodes(attribute.g)
+            for sub in attribute.graphs:
+                yield from _all_nodes(sub)
 
 
 def _check_bridge_state(state: Mapping[str, np.ndarray], bridge: BridgeInfo) -> None:

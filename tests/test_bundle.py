@@ -345,6 +345,33 @@ def test_refuses_a_manifest_nested_too_deeply(tmp_path: Path, good_bundle: Path)
     _one_line_refusal(bad, "manifest.json is nested too deeply to be a manifest")
 
 
+def _graph_reading_a_file() -> bytes:
+    model = onnx.load_model_from_string(make_onnx())
+    weight = model.graph.initializer[0]
+    weight.ClearField("raw_data")
+    weight.ClearField("float_data")
+    weight.data_location = TensorProto.EXTERNAL
+    weight.external_data.add(key="location", value="../../../etc/passwd")
+    return model.SerializeToString()
+
+
+def _graph_with_a_custom_operator() -> bytes:
+    model = onnx.load_model_from_string(make_onnx())
+    model.opset_import.append(helper.make_opsetid("evil.ops", 1))
+    node = model.graph.node[2]
+    node.domain, node.op_type = "evil.ops", "RunShell"
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(("graph", "match"), [
+    (_graph_reading_a_file, r"model.onnx keeps tensor 'weight' in an external file; a bundle must hold all its data"),
+    (_graph_with_a_custom_operator, r"model.onnx uses operators of custom domain\(s\) \['evil.ops'\]"),
+])
+def test_refuses_a_graph_that_would_read_files_or_load_code(tmp_path: Path, good_bundle: Path, graph, match) -> None:
+    bad = rewrite(good_bundle, tmp_path / "bad.bxb", replace_members={MODEL_MEMBER: graph()})
+    _one_line_refusal(bad, match)
+
+
 def test_refuses_window_rate_mismatch_with_graph(tmp_path: Path, good_bundle: Path) -> None:
     # A consistent manifest (5 s × 50 Hz = 250 samples) on a graph made for 200 samples.
     def longer_window(d):
