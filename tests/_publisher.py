@@ -23,7 +23,8 @@ class Publisher:
         self.info_args = (name, "PPG", RATE, ["BVP"], ["a.u."])
         self.source_id = source_id
         self.outlet: pylsl.StreamOutlet | None = self._new_outlet()
-        self.nan_from = self.nan_to = -1
+        self.burst_from = self.burst_to = -1
+        self.burst_value = np.nan
         self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -43,15 +44,17 @@ class Publisher:
                 continue
             k = np.arange(self.sent, due)
             chunk = self.data[k % len(self.data)].copy()
-            chunk[(k >= self.nan_from) & (k < self.nan_to)] = np.nan
+            chunk[(k >= self.burst_from) & (k < self.burst_to)] = self.burst_value
             outlet = self.outlet
             if outlet is not None:  # while unplugged, the samples are produced and lost, as on a real device
                 outlet.push_chunk(chunk, timestamp=(self.t0 + k / RATE).tolist())
             self.sent = due
 
-    def nan_burst(self, seconds: float) -> None:
-        self.nan_from = self.sent + int(RATE)
-        self.nan_to = self.nan_from + int(seconds * RATE)
+    def burst(self, seconds: float, value: float = np.nan) -> None:
+        """From about a second from now, send ``value`` for ``seconds`` (NaN; or a sensor held at its rail)."""
+        self.burst_value = value
+        self.burst_from = self.sent + int(RATE)
+        self.burst_to = self.burst_from + int(seconds * RATE)
 
     def unplug(self) -> None:
         self.outlet = None

@@ -1,5 +1,6 @@
-"""Faults while monitoring, with real LSL, Ray and ONNX Runtime: NaN bursts, a killed InferenceActor, an outlet
-that vanishes and returns, a killed StreamActor. Each asserts what the user sees and that the session goes on."""
+"""Faults while monitoring, with real LSL, Ray and ONNX Runtime: NaN and saturated bursts, a killed
+InferenceActor, an outlet that vanishes and returns (also with another channel count and rate), a killed
+StreamActor. Each asserts what the user sees and that the session goes on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pylsl
 import pytest
 from _publisher import Publisher
@@ -47,7 +49,7 @@ def test_nan_burst_inference_kill_and_unplugged_outlet(unique_id):
         assert _predictions(warm) and _predictions(warm)[0].ok
 
         # NaN/Inf burst: those windows say "no prediction" with the reason, and the session goes on.
-        publisher.nan_burst(1.0)
+        publisher.burst(1.0)
         burst = _collect(subscription, 14.0)
         spoiled = [p for p in _predictions(burst) if not p.ok]
         assert spoiled and all("nonfinite" in p.codes and "NaN/Inf" in p.reason for p in spoiled)
@@ -134,3 +136,43 @@ def test_an_outlet_gone_for_good_is_reported_lost_and_the_other_streams_go_on(un
         session.stop()
     staying.stop()
     leaving.stop()
+
+
+def test_a_sensor_held_at_its_rail_gives_clipped_windows_then_predictions_again(unique_id):
+    publisher = Publisher(f"rail-{unique_id}", f"rail-{unique_id}", seed=8).start()
+    with MonitorSession() as session:
+        subscription = session.subscribe()
+        session.add_stream(f"source_id=rail-{unique_id}", bundle="demo", hop_s=1.0)
+        assert _predictions(_collect(subscription, 20.0, until=lambda item: item[0] == "prediction"))
+        publisher.burst(0.5, value=float(np.max(publisher.data)) * 10.0)  # saturated for half a second
+        items = _predictions(_collect(subscription, 14.0))
+        spoiled = [p for p in items if not p.ok]
+        assert spoiled and all("clipped" in p.codes and p.probabilities is None for p in spoiled)
+        assert items[-1].ok  # clean windows again once the burst has left the window
+        summary = session.stop()
+    publisher.stop()
+    assert summary["rejected"] >= len(spoiled)
+
+
+def test_an_outlet_that_returns_with_another_layout_is_refused_and_said(unique_id):
+    publisher = Publisher(f"morph-{unique_id}", f"morph-{unique_id}", seed=7).start()
+    with MonitorSession() as session:
+        subscription = session.subscribe()
+        key = session.add_stream(f"source_id=morph-{unique_id}", bundle="demo", hop_s=1.0)
+        assert _predictions(_collect(subscription, 20.0, until=lambda item: item[0] == "prediction"))
+        publisher.unplug()
+        time.sleep(1.5)
+        # The same device id comes back with two channels at another rate: not the stream the model was given.
+        changed = pylsl.StreamOutlet(pylsl.StreamInfo(f"morph-{unique_id}", "PPG", 2, 100.0, "float32",
+                                                      f"morph-{unique_id}"))
+        changed.push_chunk(np.zeros((50, 2), np.float32).tolist())
+        items = _collect(subscription, 10.0, until=lambda item: item[0] == "event" and item[1].level == "error")
+        (mismatch,) = [e for e in _events(items, "mismatch") if e.stream == key]
+        assert mismatch.level == "error"
+        assert "came back changed: channels 1 -> 2, rate 64 Hz -> 100 Hz" in mismatch.message
+        health = _wait_health(session, key, lambda h: h.level == "red")
+        assert "came back changed" in health.message
+        summary = session.stop()
+        del changed
+    publisher.stop()
+    assert summary["predictions"] >= 1
