@@ -84,6 +84,14 @@ def test_nan_burst_inference_kill_and_unplugged_outlet(unique_id):
     assert summary["predictions"] > 10
 
 
+def _monitor_until_predicting(session, source_id):
+    """Subscribe, run the demo bundle on the stream ``source_id`` (1-s hop), wait for its first prediction."""
+    subscription = session.subscribe()
+    key = session.add_stream(f"source_id={source_id}", bundle="demo", hop_s=1.0)
+    assert _predictions(_collect(subscription, 20.0, until=lambda item: item[0] == "prediction"))
+    return subscription, key
+
+
 def _wait_health(session, key, predicate, timeout_s=5.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -97,9 +105,7 @@ def _wait_health(session, key, predicate, timeout_s=5.0):
 def test_a_killed_stream_actor_is_restarted_and_its_streams_resume(unique_id):
     publisher = Publisher(f"strap-{unique_id}", f"strap-{unique_id}", seed=4).start()
     with MonitorSession() as session:
-        subscription = session.subscribe()
-        session.add_stream(f"source_id=strap-{unique_id}", bundle="demo", hop_s=1.0)
-        assert _predictions(_collect(subscription, 20.0, until=lambda item: item[0] == "prediction"))
+        subscription, _ = _monitor_until_predicting(session, f"strap-{unique_id}")
         old_pid = _pid(session, "stream")
         killed_at = pylsl.local_clock()
         os.kill(old_pid, signal.SIGKILL)
@@ -141,9 +147,7 @@ def test_an_outlet_gone_for_good_is_reported_lost_and_the_other_streams_go_on(un
 def test_a_sensor_held_at_its_rail_gives_clipped_windows_then_predictions_again(unique_id):
     publisher = Publisher(f"rail-{unique_id}", f"rail-{unique_id}", seed=8).start()
     with MonitorSession() as session:
-        subscription = session.subscribe()
-        session.add_stream(f"source_id=rail-{unique_id}", bundle="demo", hop_s=1.0)
-        assert _predictions(_collect(subscription, 20.0, until=lambda item: item[0] == "prediction"))
+        subscription, _ = _monitor_until_predicting(session, f"rail-{unique_id}")
         publisher.burst(0.5, value=float(np.max(publisher.data)) * 10.0)  # saturated for half a second
         items = _predictions(_collect(subscription, 14.0))
         spoiled = [p for p in items if not p.ok]
@@ -157,9 +161,7 @@ def test_a_sensor_held_at_its_rail_gives_clipped_windows_then_predictions_again(
 def test_an_outlet_that_returns_with_another_layout_is_refused_and_said(unique_id):
     publisher = Publisher(f"morph-{unique_id}", f"morph-{unique_id}", seed=7).start()
     with MonitorSession() as session:
-        subscription = session.subscribe()
-        key = session.add_stream(f"source_id=morph-{unique_id}", bundle="demo", hop_s=1.0)
-        assert _predictions(_collect(subscription, 20.0, until=lambda item: item[0] == "prediction"))
+        subscription, key = _monitor_until_predicting(session, f"morph-{unique_id}")
         publisher.unplug()
         time.sleep(1.5)
         # The same device id comes back with two channels at another rate: not the stream the model was given.

@@ -21,6 +21,7 @@ from typing import Any
 from PySide6 import QtCore
 
 from biostream.lsl import StreamDescription, list_streams
+from biostream.runtime.actors import first_line
 from biostream.runtime.session import MonitorSession
 from bridges.bundle import Bundle, read_bundle
 from ui.inbox import UiInbox
@@ -29,15 +30,6 @@ logger = logging.getLogger(__name__)
 
 _POLL_MS = 100
 _DISCOVER_EVERY_MS = 2500
-
-
-def one_line(err: BaseException) -> str:
-    """An error as the one plain line a status area shows."""
-    text = str(err).strip().splitlines()
-    for line in text:
-        if line.strip() and not line.startswith(("Traceback", "  ")):
-            return line.strip()
-    return type(err).__name__
 
 
 class SessionController(QtCore.QObject):
@@ -92,7 +84,7 @@ class SessionController(QtCore.QObject):
                 result = work()
             except Exception as err:  # noqa: BLE001 - every failure is shown, none escapes the worker
                 logger.debug("%s failed", what or "operation", exc_info=True)
-                self._inbox.post(self._report_failure, f"{what}: {one_line(err)}" if what else one_line(err))
+                self._inbox.post(self._report_failure, f"{what}: {first_line(err)}" if what else first_line(err))
                 return
             if done is not None:
                 self._inbox.post(done, result)

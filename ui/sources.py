@@ -20,10 +20,10 @@ from typing import Any
 
 from PySide6 import QtCore
 
+from biostream.runtime.actors import first_line
 from devices.formats import read_recording
 from devices.live_sim import LiveSimulation
 from devices.replay import RecordingReplay
-from ui.controller import one_line
 from ui.inbox import UiInbox
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class SourceManager(QtCore.QObject):
         try:
             live = LiveSimulation(scenario, list(modalities), seed=seed, dwell_scale=dwell_scale, name_suffix=suffix)
         except (ValueError, OSError) as err:
-            self.failed.emit(f"cannot start the simulation: {one_line(err)}")
+            self.failed.emit(f"cannot start the simulation: {first_line(err)}")
             return None
         source = Source(f"simulation {scenario} ({', '.join(modalities)})", live, list(live.stream_names))
         source.thread = threading.Thread(target=live.run, name="biostream-simulation", daemon=True)
@@ -81,7 +81,7 @@ class SourceManager(QtCore.QObject):
             try:
                 replay = RecordingReplay(read_recording(path), loop=loop, name_suffix=suffix)
             except Exception as err:  # noqa: BLE001 - a bad file is a message, not a crash
-                self._inbox.post(self._report_failure, f"cannot replay '{Path(path).name}': {one_line(err)}")
+                self._inbox.post(self._report_failure, f"cannot replay '{Path(path).name}': {first_line(err)}")
                 return
             names = [s.name + suffix for s in replay.recording.streams if s.n_samples]
             source = Source(f"replay of {Path(path).name}", replay, names, thread=threading.current_thread())
