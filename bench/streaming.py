@@ -88,64 +88,11 @@ def publish(tag: str, n_streams: int, duration_s: float, aligned: bool, log_path
     np.save(log_path, np.asarray(log, dtype=np.float64))
 
 
-# ---------------------------------------------------------------------------------------------- processes
-def _ray_processes() -> list:
-    import psutil
-
-    names = ("raylet", "gcs_server", "ray::", "monitor.py", "log_monitor", "dashboard")
-    out = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["name"] or "")
-        if any(n in text for n in names) and proc.pid != os.getpid():
-            out.append(proc)
-    return out
-
-
-class Meter:
-    """CPU seconds and RSS of a set of processes, sampled over time."""
-
-    def __init__(self, groups: dict[str, list]) -> None:
-        self.groups = groups
-        self.rss: list[dict[str, float]] = []
-        self.cpu0 = self._cpu()
-        self.t0 = time.monotonic()
-
-    def _cpu(self) -> dict[str, float]:
-        out = {}
-        for name, procs in self.groups.items():
-            total = 0.0
-            for p in procs:
-                try:
-                    t = p.cpu_times()
-                    total += t.user + t.system
-                except Exception:  # noqa: BLE001 - a process that ended
-                    pass
-            out[name] = total
-        return out
-
-    def sample(self) -> None:
-        row = {}
-        for name, procs in self.groups.items():
-            total = 0
-            for p in procs:
-                try:
-                    total += p.memory_info().rss
-                except Exception:  # noqa: BLE001
-                    pass
-            row[name] = total / 2**20
-        self.rss.append(row)
-
-    def cpu_percent(self) -> dict[str, float]:
-        wall = time.monotonic() - self.t0
-        now = self._cpu()
-        return {k: 100.0 * (now[k] - self.cpu0[k]) / wall for k in now}
-
-
 # ---------------------------------------------------------------------------------------------- one stream count
 def run_count(n_streams: int, duration_s: float, warmup_s: float, aligned: bool = False) -> dict:
-    import psutil
     import pylsl
 
+    from bench._processes import Meter, session_processes
     from biostream.lsl import list_streams
     from biostream.runtime.session import MonitorSession
 
@@ -172,14 +119,7 @@ def run_count(n_streams: int, duration_s: float, warmup_s: float, aligned: bool 
         keys = list(pool.map(lambda d: session.add_stream(d, bundle="demo", hop_s=HOP_S, timeout_s=30.0), found))
     setup_s = time.monotonic() - t_setup
     actors = session.actors()
-    groups = {
-        "publisher": [psutil.Process(publisher.pid)],
-        "driver": [psutil.Process()],
-        "stream actors": [psutil.Process(a["pid"]) for a in actors if a["role"] == "stream"],
-        "inference actor": [psutil.Process(a["pid"]) for a in actors if a["role"] == "inference"],
-    }
-    actor_pids = {p.pid for procs in groups.values() for p in procs}
-    groups["ray servers"] = [p for p in _ray_processes() if p.pid not in actor_pids]
+    groups = session_processes(session, publisher.pid)
     records = []  # compact (stream, window end, published, ok, dropped, stage ms): the bench keeps no objects
 
     def take() -> None:
@@ -308,8 +248,8 @@ def _print_scale(rows: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         c = r["cpu_percent"]
-        parts = ", ".join(f"{c[k]:.0f}" for k in ("publisher", "driver", "stream actors", "inference actor",
-                                                 "ray servers"))
+        parts = ", ".join(f"{c.get(k, 0.0):.0f}" for k in ("publisher", "driver", "stream actors",
+                                                          "inference actors", "ray servers"))
         rss = sum(r["rss_mib_end"].values())
         procs = sum(r["processes"].values())
         label = f"{r['streams']}" + (" (all aligned)" if r["aligned"] else "") + (

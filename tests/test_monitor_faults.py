@@ -12,32 +12,11 @@ import numpy as np
 import pylsl
 import pytest
 from _publisher import Publisher
+from _watch import collect, events_of, monitor_until_predicting, pid_of, predictions, wait_health
 
 from biostream.runtime.session import MonitorSession
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_runtime")]
-
-def _collect(subscription, seconds, until=None):
-    items, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        item = subscription.get(0.1)
-        if item is not None:
-            items.append(item)
-            if until is not None and until(item):
-                break
-    return items
-
-
-def _predictions(items):
-    return [v for kind, v in items if kind == "prediction"]
-
-
-def _events(items, kind):
-    return [v for k, v in items if k == "event" and v.kind == kind]
-
-
-def _pid(session, role):
-    return next(a["pid"] for a in session.actors() if a["role"] == role)
 
 
 def test_nan_burst_inference_kill_and_unplugged_outlet(unique_id):
@@ -45,77 +24,59 @@ def test_nan_burst_inference_kill_and_unplugged_outlet(unique_id):
     with MonitorSession() as session:
         subscription = session.subscribe()
         key = session.add_stream(f"source_id=wrist-{unique_id}", bundle="demo", hop_s=1.0)
-        warm = _collect(subscription, 20.0, until=lambda item: item[0] == "prediction")
-        assert _predictions(warm) and _predictions(warm)[0].ok
+        warm = collect(subscription, 20.0, until=lambda item: item[0] == "prediction")
+        assert predictions(warm) and predictions(warm)[0].ok
 
         # NaN/Inf burst: those windows say "no prediction" with the reason, and the session goes on.
         publisher.burst(1.0)
-        burst = _collect(subscription, 14.0)
-        spoiled = [p for p in _predictions(burst) if not p.ok]
+        burst = collect(subscription, 14.0)
+        spoiled = [p for p in predictions(burst) if not p.ok]
         assert spoiled and all("nonfinite" in p.codes and "NaN/Inf" in p.reason for p in spoiled)
         assert all(p.label == -1 and p.probabilities is None for p in spoiled)
-        assert _predictions(burst)[-1].ok  # clean windows again after the burst
+        assert predictions(burst)[-1].ok  # clean windows again after the burst
 
         # The InferenceActor is killed: Ray restarts it, the session reloads the bundle and says so.
         killed_at = pylsl.local_clock()
-        os.kill(_pid(session, "inference"), signal.SIGKILL)
-        after_kill = _collect(subscription, 8.0)
-        assert _events(after_kill, "restart"), [e.message for k, e in after_kill if k == "event"]
-        resumed = [p for p in _predictions(after_kill) if p.ok and p.latency.published_s > killed_at]
+        os.kill(pid_of(session, "inference"), signal.SIGKILL)
+        after_kill = collect(subscription, 8.0)
+        assert events_of(after_kill, "restart"), [e.message for k, e in after_kill if k == "event"]
+        resumed = [p for p in predictions(after_kill) if p.ok and p.latency.published_s > killed_at]
         assert resumed and resumed[0].latency.published_s - killed_at < 5.0  # DESIGN §8: within 5 s
-        lost = [p for p in _predictions(after_kill) if not p.ok]
+        lost = [p for p in predictions(after_kill) if not p.ok]
         assert all("dropped" in p.codes for p in lost)  # windows during the restart: dropped and counted
 
         # The outlet vanishes for 3 s and comes back: the reader finds it within 2 s and the gap is reported.
         publisher.unplug()
-        unplugged = _collect(subscription, 3.0)
+        unplugged = collect(subscription, 3.0)
         back_at = publisher.plug_back()
-        reconnect = _collect(subscription, 8.0, until=lambda item: item[0] == "event" and item[1].kind == "reconnect")
-        (event,) = _events(reconnect, "reconnect")
+        reconnect = collect(subscription, 8.0, until=lambda item: item[0] == "event" and item[1].kind == "reconnect")
+        (event,) = events_of(reconnect, "reconnect")
         assert event.at_s - back_at < 2.0
-        assert _events(unplugged, "disconnect")
-        health = _wait_health(session, key, lambda h: h.reconnects == 1 and h.gaps >= 1)
+        assert events_of(unplugged, "disconnect")
+        health = wait_health(session, key, lambda h: h.reconnects == 1 and h.gaps >= 1)
         assert health.state == "connected"
-        again = _collect(subscription, 14.0, until=lambda item: item[0] == "prediction" and item[1].ok)
-        assert _predictions(again) and _predictions(again)[-1].ok  # predictions after the new window fills
+        again = collect(subscription, 14.0, until=lambda item: item[0] == "prediction" and item[1].ok)
+        assert predictions(again) and predictions(again)[-1].ok  # predictions after the new window fills
         summary = session.stop()
     publisher.stop()
     assert summary["restarts"] == 1 and summary["dropped"] >= 0 and summary["rejected"] >= len(spoiled)
     assert summary["predictions"] > 10
 
 
-def _monitor_until_predicting(session, source_id):
-    """Subscribe, run the demo bundle on the stream ``source_id`` (1-s hop), wait for its first prediction."""
-    subscription = session.subscribe()
-    key = session.add_stream(f"source_id={source_id}", bundle="demo", hop_s=1.0)
-    assert _predictions(_collect(subscription, 20.0, until=lambda item: item[0] == "prediction"))
-    return subscription, key
-
-
-def _wait_health(session, key, predicate, timeout_s=5.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        health = session.health.get(key)
-        if health is not None and predicate(health):
-            return health
-        time.sleep(0.2)
-    raise AssertionError(f"health never satisfied the check: {session.health.get(key)}")
-
-
 def test_a_killed_stream_actor_is_restarted_and_its_streams_resume(unique_id):
     publisher = Publisher(f"strap-{unique_id}", f"strap-{unique_id}", seed=4).start()
     with MonitorSession() as session:
-        subscription, _ = _monitor_until_predicting(session, f"strap-{unique_id}")
-        old_pid = _pid(session, "stream")
+        subscription, _ = monitor_until_predicting(session, f"strap-{unique_id}")
+        old_pid = pid_of(session, "stream")
         killed_at = pylsl.local_clock()
         os.kill(old_pid, signal.SIGKILL)
-        items = _collect(subscription, 25.0, until=lambda item: item[0] == "prediction"
+        items = collect(subscription, 25.0, until=lambda item: item[0] == "prediction"
                          and item[1].latency.published_s > killed_at)
-        restart = _events(items, "restart")
+        restart = events_of(items, "restart")
         assert restart and "resuming 1 stream(s)" in restart[0].message
-        resumed = [p for p in _predictions(items) if p.latency.published_s > killed_at]
+        resumed = [p for p in predictions(items) if p.latency.published_s > killed_at]
         assert resumed and resumed[0].ok  # a new window filled on the new actor
-        assert _pid(session, "stream") != old_pid
+        assert pid_of(session, "stream") != old_pid
         summary = session.stop()
     publisher.stop()
     assert summary["restarts"] == 1
@@ -128,15 +89,15 @@ def test_an_outlet_gone_for_good_is_reported_lost_and_the_other_streams_go_on(un
         subscription = session.subscribe()
         stay = session.add_stream(f"source_id=stay-{unique_id}", bundle="demo", hop_s=1.0)
         leave = session.add_stream(f"source_id=leave-{unique_id}", bundle="demo", hop_s=1.0)
-        _collect(subscription, 20.0, until=lambda item: item[0] == "prediction")
+        collect(subscription, 20.0, until=lambda item: item[0] == "prediction")
         leaving.unplug()
         gone_at = pylsl.local_clock()
-        items = _collect(subscription, 8.0)
-        (lost,) = _events(items, "lost")
+        items = collect(subscription, 8.0)
+        (lost,) = events_of(items, "lost")
         assert lost.stream == leave and "lost: no data for" in lost.message and lost.level == "error"
-        later = [p for p in _predictions(items) if p.latency.published_s > gone_at + 3.0]
+        later = [p for p in predictions(items) if p.latency.published_s > gone_at + 3.0]
         assert later and {p.stream for p in later} == {stay} and all(p.ok for p in later)
-        health = _wait_health(session, leave, lambda h: h.state == "lost")
+        health = wait_health(session, leave, lambda h: h.state == "lost")
         assert health.level == "red" and "lost" in health.message
         assert session.health[stay].level == "green"
         session.stop()
@@ -147,9 +108,9 @@ def test_an_outlet_gone_for_good_is_reported_lost_and_the_other_streams_go_on(un
 def test_a_sensor_held_at_its_rail_gives_clipped_windows_then_predictions_again(unique_id):
     publisher = Publisher(f"rail-{unique_id}", f"rail-{unique_id}", seed=8).start()
     with MonitorSession() as session:
-        subscription, _ = _monitor_until_predicting(session, f"rail-{unique_id}")
+        subscription, _ = monitor_until_predicting(session, f"rail-{unique_id}")
         publisher.burst(0.5, value=float(np.max(publisher.data)) * 10.0)  # saturated for half a second
-        items = _predictions(_collect(subscription, 14.0))
+        items = predictions(collect(subscription, 14.0))
         spoiled = [p for p in items if not p.ok]
         assert spoiled and all("clipped" in p.codes and p.probabilities is None for p in spoiled)
         assert items[-1].ok  # clean windows again once the burst has left the window
@@ -161,18 +122,18 @@ def test_a_sensor_held_at_its_rail_gives_clipped_windows_then_predictions_again(
 def test_an_outlet_that_returns_with_another_layout_is_refused_and_said(unique_id):
     publisher = Publisher(f"morph-{unique_id}", f"morph-{unique_id}", seed=7).start()
     with MonitorSession() as session:
-        subscription, key = _monitor_until_predicting(session, f"morph-{unique_id}")
+        subscription, key = monitor_until_predicting(session, f"morph-{unique_id}")
         publisher.unplug()
         time.sleep(1.5)
         # The same device id comes back with two channels at another rate: not the stream the model was given.
         changed = pylsl.StreamOutlet(pylsl.StreamInfo(f"morph-{unique_id}", "PPG", 2, 100.0, "float32",
                                                       f"morph-{unique_id}"))
         changed.push_chunk(np.zeros((50, 2), np.float32).tolist())
-        items = _collect(subscription, 10.0, until=lambda item: item[0] == "event" and item[1].level == "error")
-        (mismatch,) = [e for e in _events(items, "mismatch") if e.stream == key]
+        items = collect(subscription, 10.0, until=lambda item: item[0] == "event" and item[1].level == "error")
+        (mismatch,) = [e for e in events_of(items, "mismatch") if e.stream == key]
         assert mismatch.level == "error"
         assert "came back changed: channels 1 -> 2, rate 64 Hz -> 100 Hz" in mismatch.message
-        health = _wait_health(session, key, lambda h: h.level == "red")
+        health = wait_health(session, key, lambda h: h.level == "red")
         assert "came back changed" in health.message
         summary = session.stop()
         del changed

@@ -230,7 +230,7 @@ class Dejitterer:
                 continue
             if is_jump[start]:
                 before = self._last_ts if start == 0 else float(ts[start - 1])
-                update.events.append(JumpEvent(self.label, float(before), float(steps[start]), start))
+                update.events.append(JumpEvent(self.label, float(before), float(steps[start] - period), start))
                 logger.warning("%s", update.events[-1].describe())
                 self.reset()
                 steps[start] = np.nan

@@ -62,7 +62,8 @@ class JumpEvent:
     at_s : float
         Timestamp of the last sample before the jump, in s.
     size_s : float
-        Signed step from that sample to the next, in s (negative: backwards).
+        How far the source's clock moved, in s (negative: backwards): the step from that sample to the next
+        minus one sample period, so a device clock set back 10 s reads -10.
     chunk_index : int
         Samples of the chunk that carries the event that come before the jump (where to split the chunk).
     """
