@@ -248,9 +248,14 @@ class ActorPool:
         from biostream.runtime.recorder import SessionRecorder
 
         recorder_cls = ray.remote(max_concurrency=4, num_cpus=0, max_restarts=0)(SessionRecorder)
-        self.recorder = recorder_cls.options(**cluster.stream_actor_options()).remote(
+        recorder = recorder_cls.options(**cluster.stream_actor_options()).remote(
             str(path), {"session_id": self.session_id}
         )
+        status = ray.get(recorder.status.remote(), timeout=CALL_TIMEOUT_S + 10.0)
+        if not status["recording"]:  # the file could not be created (full disk, read-only place, ...)
+            ray.kill(recorder)
+            raise BadInputError(status["reason"])
+        self.recorder = recorder
         self._recorded.clear()
         with self._lock:
             known = [s.description for s in self.specs.values()] + list(self.prediction_streams.values())

@@ -77,7 +77,6 @@ class SessionRecorder:
         self.path = Path(path).expanduser()
         if not self.path.parent.is_dir():
             raise BadInputError(f"cannot record to '{self.path}': folder '{self.path.parent}' does not exist")
-        self._writer = XdfWriter(self.path, header=header)
         self.flush_s = float(flush_s)
         self._lock = threading.Lock()
         self._streams: dict[str, _Recorded] = {}
@@ -85,14 +84,23 @@ class SessionRecorder:
         self._events: list[SessionEvent] = []
         self._stopped_reason = ""
         self._stop = threading.Event()
+        try:
+            self._writer: XdfWriter | None = XdfWriter(self.path, header=header)
+        except BadInputError as err:
+            # Not raised: as a Ray actor the reason would be lost with the actor; status() says it instead.
+            self._writer = None
+            why = str(err).rsplit("': ", 1)[-1]
+            self._stopped_reason = f"cannot record to '{self.path}': {why}"
+            self._stop.set()
         self._markers = pylsl.ContinuousResolver(pred="channel_format='string'") if record_markers else None
         self._seen: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="biostream-recorder", daemon=True)
-        self._thread.start()
+        if self._writer is not None:
+            self._thread.start()
 
     @property
     def recording(self) -> bool:
-        """True until :meth:`stop` or a write failure."""
+        """True until :meth:`stop` or a write failure (False from the start if the file could not be created)."""
         return not self._stop.is_set() and not self._stopped_reason
 
     def add_stream(self, description: StreamDescription, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -144,16 +152,18 @@ class SessionRecorder:
     def stop(self) -> dict[str, Any]:
         """Write what is left, close the file (stream footers) and return :meth:`status`."""
         self._stop.set()
-        self._thread.join(timeout=10.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10.0)
         with self._lock:
             if not self._stopped_reason:
                 self._write_all()
             for recorded in self._streams.values():
                 recorded.reader.close()
-            try:
-                self._writer.close()
-            except OSError as err:
-                self._fail(err)
+            if self._writer is not None:
+                try:
+                    self._writer.close()  # after a failed write this only releases the file
+                except OSError as err:
+                    self._fail(err)
         return self.status()
 
     # ------------------------------------------------------------------ loop
@@ -196,6 +206,8 @@ class SessionRecorder:
                 return
 
     def _fail(self, err: OSError) -> None:
+        if self._stopped_reason:  # the first failure is the one to tell
+            return
         self._stopped_reason = f"recording to '{self.path}' stopped: {err.strerror or err} (what was written is kept)"
         logger.error("%s", self._stopped_reason)
         self._events.append(SessionEvent("recording", self._stopped_reason, level="error", at_s=pylsl.local_clock()))

@@ -12,6 +12,7 @@ the sample count and the clock offsets, as LabRecorder writes them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import socket
@@ -83,8 +84,14 @@ class XdfWriter:
             raise BadInputError(f"cannot create XDF file '{self._path}': {err.strerror}") from None
         now = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat()
         xml = spec.info_xml({"version": "1.0", "datetime": now, **fields})
-        self._file.write(spec.MAGIC)
-        self._write_chunk(spec.TAG_FILE_HEADER, xml.encode("utf-8"))
+        try:
+            self._file.write(spec.MAGIC)
+            self._write_chunk(spec.TAG_FILE_HEADER, xml.encode("utf-8"))
+        except OSError as err:  # e.g. a full disk: nothing useful was written
+            self._closed = True
+            with contextlib.suppress(OSError):  # closing flushes the same bytes again; the descriptor is closed
+                self._file.close()
+            raise BadInputError(f"cannot write XDF file '{self._path}': {err.strerror or err}") from None
 
     @property
     def path(self) -> Path:
