@@ -1,13 +1,14 @@
 """The ``biostream`` command line: the composition root.
 
 Each subcommand imports what it needs inside its body, so ``biostream streams`` never loads torch or Qt.
-Bodies only parse arguments and call library code. Exit codes: 0 success, 2 bad usage or input (one line on
-stderr saying why), 1 unexpected failure.
+Bodies only parse arguments and call library code. Exit codes (see :func:`main`): 0 success, 2 bad usage or
+input (one line on stderr saying why), 1 unexpected failure (one line pointing to the crash log), 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import click
 
 logger = logging.getLogger("biostream")
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _configure_logging(level: str) -> None:
@@ -25,6 +26,33 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+class FiniteNumber(click.ParamType):
+    """A finite float above ``minimum`` (click's FloatRange lets ``nan`` and ``inf`` through)."""
+
+    name = "number"
+
+    def __init__(self, minimum: float = 0.0, *, inclusive: bool = False) -> None:
+        self.minimum = minimum
+        self.inclusive = inclusive
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        """Return ``value`` as a float, or fail with a message naming the bound."""
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        above = number >= self.minimum if self.inclusive else number > self.minimum
+        if not (math.isfinite(number) and above):
+            bound = ">=" if self.inclusive else ">"
+            self.fail(f"must be a finite number {bound} {self.minimum:g}, got {value!r}", param, ctx)
+        return number
+
+
+#: Seconds, rates and factors that must be > 0; offsets that must be >= 0.
+POSITIVE = FiniteNumber(0.0)
+NON_NEGATIVE = FiniteNumber(0.0, inclusive=True)
 
 
 def _split_csv(text: str) -> list[str]:
@@ -55,7 +83,7 @@ def cli(log_level: str) -> None:
 
 
 @cli.command()
-@click.option("--wait", "wait_s", default=1.0, show_default=True, type=float, help="Seconds to listen for streams.")
+@click.option("--wait", "wait_s", default=1.0, show_default=True, type=POSITIVE, help="Seconds to listen for streams.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per stream instead of a table.")
 def streams(wait_s: float, as_json: bool) -> None:
     """List the LSL streams visible from this machine."""
@@ -89,15 +117,16 @@ def streams(wait_s: float, as_json: bool) -> None:
 @click.option(
     "--modalities", default="ecg,ppg", show_default=True, help="Comma-separated: ecg, ppg, eeg, emg, resp, acc."
 )
-@click.option("--duration", "duration_s", type=float, default=None, help="Seconds to run (default: until Ctrl-C).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Subject seed (per-subject variation).")
+@click.option("--duration", "duration_s", type=POSITIVE, default=None, help="Seconds to run (default: until Ctrl-C).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Subject seed (per-subject variation).")
 @click.option(
     "--device", "devices", multiple=True, metavar="MODALITY=PROFILE",
     help="Device profile a modality plays, e.g. eeg=isruc_psg (see devices.profiles).",
 )
 @click.option("--no-artefacts", is_flag=True, help="Clean signals: no noise bursts, wander, powerline or lead-off.")
 @click.option("--name-suffix", default="", help="Appended to stream names and source ids.")
-@click.option("--dwell-scale", default=1.0, show_default=True, type=float,
+@click.option("--dwell-scale", default=1.0, show_default=True, type=POSITIVE,
               help="Factor on how long each state lasts (0.3: stress states change about every minute).")
 def simulate(
     scenario: str,
@@ -138,10 +167,11 @@ def simulate(
     "--format", "fmt", default="auto", show_default=True,
     type=click.Choice(["auto", "xdf", "edf", "bdf", "csv", "wesad", "isruc"]), help="Recording format.",
 )
-@click.option("--speed", default=1.0, show_default=True, type=float, help="Playback speed factor.")
+@click.option("--speed", default=1.0, show_default=True, type=POSITIVE, help="Playback speed factor.")
 @click.option("--loop", is_flag=True, help="Start over at the end (a 'loop <k>' marker at each boundary).")
-@click.option("--start", "start_s", default=0.0, show_default=True, type=float, help="Skip this many seconds.")
-@click.option("--duration", "duration_s", type=float, default=None, help="Stop after this many wall-clock seconds.")
+@click.option("--start", "start_s", default=0.0, show_default=True, type=NON_NEGATIVE, help="Skip this many seconds.")
+@click.option("--duration", "duration_s", type=POSITIVE, default=None,
+              help="Stop after this many wall-clock seconds.")
 @click.option("--name-suffix", default="", help="Appended to stream names and source ids.")
 def replay(
     path: str, fmt: str, speed: float, loop: bool, start_s: float, duration_s: float | None, name_suffix: str
@@ -180,11 +210,11 @@ def replay(
     "of the bundle's modality.",
 )
 @click.option("--headless", is_flag=True, help="No window: print predictions and a summary.")
-@click.option("--duration", "duration_s", type=float, default=None, help="Seconds to run (default: until Ctrl-C).")
+@click.option("--duration", "duration_s", type=POSITIVE, default=None, help="Seconds to run (default: until Ctrl-C).")
 @click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
               help="Record raw streams, predictions and markers to this XDF file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prediction, and a JSON summary last.")
-@click.option("--hop-s", type=float, default=None, help="Seconds between windows (default: the bundle's).")
+@click.option("--hop-s", type=POSITIVE, default=None, help="Seconds between windows (default: the bundle's).")
 @click.option("--channel", "channels", multiple=True, metavar="BUNDLE_LABEL=STREAM_LABEL",
               help="Which stream channel feeds a bundle channel, e.g. BVP=PPG2 (repeatable).")
 @click.option("--ray-address", default=None, help="Join this Ray cluster (HOST:PORT) instead of starting one.")
@@ -213,14 +243,12 @@ def monitor(
 
 @cli.command()
 @click.option("--headless", is_flag=True, help="No window: print predictions against the true state.")
-@click.option("--duration", "duration_s", type=float, default=None, help="Seconds to run (default: until closed).")
-@click.option("--seed", default=None, type=int, help="Simulated wearer (default: the demo's).")
+@click.option("--duration", "duration_s", type=POSITIVE, default=None, help="Seconds to run (default: until closed).")
+@click.option("--seed", default=None, type=click.IntRange(min=0), help="Simulated wearer (default: the demo's).")
 def demo(headless: bool, duration_s: float | None, seed: int | None) -> None:
     """The embedded default: a simulated wearer, the shipped stress model bridged from ECG to PPG, live."""
     from biostream.runtime.demo import DEMO_SEED
 
-    if duration_s is not None and not duration_s > 0:
-        raise click.BadParameter("must be > 0", param_hint="--duration")
     seed = DEMO_SEED if seed is None else seed
     if not headless and _display_or_say("demo"):
         from ui.app import run_demo
@@ -273,24 +301,72 @@ def _add_bridge_group() -> None:
 _add_bridge_group()
 
 
+def _command_name(args: Sequence[str]) -> str:
+    """The subcommand ``args`` run (``"bridge train"``), read by walking the command groups."""
+    names: list[str] = []
+    command: click.Command = cli
+    for arg in args:
+        if isinstance(command, click.Group) and arg in command.commands:
+            names.append(arg)
+            command = command.commands[arg]
+    return " ".join(names) or "biostream"
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line (its whitespace runs, newlines included, become single spaces)."""
+    return " ".join(text.split())
+
+
+def _show_usage_error(err: click.ClickException) -> None:
+    """One line on stderr for a click usage error (a bare ``biostream`` still prints the help)."""
+    if type(err).__name__ == "NoArgsIsHelpError":  # click >= 8.2: the help text is the message
+        err.show()
+        return
+    ctx = getattr(err, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    click.echo(f"biostream: error: {_one_line(err.format_message())}{hint}", err=True)
+
+
+def _report_internal_error(err: Exception, args: Sequence[str]) -> None:
+    """Say in one line that biostream failed (not the user), and where the traceback was written."""
+    from biostream.crashlog import write_crash_log
+
+    what = f"biostream: internal error ({type(err).__name__}): this is a bug in biostream, not in your input"
+    try:
+        path = write_crash_log(err, args, _command_name(args))
+    except OSError as log_err:
+        click.echo(f"{what}; the crash log could not be written ({log_err}), so the traceback follows",
+                   err=True)
+        import traceback
+
+        traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
+        return
+    click.echo(f"{what}; the traceback is in {path}", err=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the command line; map bad input to exit code 2 with a one-line reason."""
+    """Run the command line and exit with its code.
+
+    Exit codes: 0 success; 2 bad usage or bad input (:class:`~devices.errors.BadInputError` and its subclasses,
+    one line on stderr naming the thing and the problem); 1 an unexpected failure, i.e. a bug in biostream (one
+    line on stderr pointing to the crash log that holds the traceback, see :mod:`biostream.crashlog`); 130
+    interrupted (Ctrl-C).
+    """
     from devices.errors import BadInputError
 
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, prog_name="biostream", standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
+        code = cli.main(args=args, prog_name="biostream", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as err:
-        err.show()
+        _show_usage_error(err)
         sys.exit(EXIT_BAD_INPUT)
-    except (BadInputError, FileNotFoundError, ValueError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        click.echo(f"biostream: error: {message}", err=True)
+    except BadInputError as err:
+        click.echo(f"biostream: error: {_one_line(str(err)) or type(err).__name__}", err=True)
         logger.debug("bad input", exc_info=True)
         sys.exit(EXIT_BAD_INPUT)
-    except Exception as err:  # noqa: BLE001 - the last line of defence prints one line, logs the rest
-        click.echo(f"biostream: unexpected failure: {type(err).__name__}: {err}", err=True)
-        logger.error("unexpected failure", exc_info=True)
+    except Exception as err:  # noqa: BLE001 - anything else is our bug: one line here, the traceback in a file
+        _report_internal_error(err, args)
         sys.exit(EXIT_FAILURE)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
