@@ -41,7 +41,7 @@ def bridge() -> None:
 @config_option
 @out_option
 @quiet_option
-@click.option("--epochs", type=int, default=None, help="Head training epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Head training epochs.")
 @click.option("--unfreeze/--freeze", default=None, help="Fine-tune the old FM with the head.")
 def fit_head_cmd(config_path: str | None, out_dir: str | None, quiet: bool, epochs: int | None,
                  unfreeze: bool | None) -> None:
@@ -71,11 +71,13 @@ def select_cmd(config_path: str | None, out_dir: str | None) -> None:
 @config_option
 @out_option
 @quiet_option
-@click.option("--i", "layer_i", type=int, default=None, help="New-FM layer feeding the bridge (default: select).")
-@click.option("--j", "layer_j", type=int, default=None, help="Old-FM layer whose input the bridge replaces.")
-@click.option("--epochs", type=int, default=None)
-@click.option("--rank", type=int, default=None)
-@click.option("--prototypes", "n_prototypes", type=int, default=None)
+@click.option("--i", "layer_i", type=click.IntRange(min=0), default=None,
+              help="New-FM layer feeding the bridge (default: select).")
+@click.option("--j", "layer_j", type=click.IntRange(min=0), default=None,
+              help="Old-FM layer whose input the bridge replaces.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--rank", type=click.IntRange(min=1), default=None)
+@click.option("--prototypes", "n_prototypes", type=click.IntRange(min=1), default=None)
 @click.option("--loss", type=click.Choice(["cosine", "mse", "l1"]), default=None)
 @click.option("--lr", type=float, default=None)
 def train_cmd(config_path: str | None, out_dir: str | None, quiet: bool, layer_i: int | None, layer_j: int | None,
@@ -112,7 +114,7 @@ def evaluate_cmd(config_path: str | None, out_dir: str | None) -> None:
 @config_option
 @out_option
 @quiet_option
-@click.option("--epochs", type=int, default=None)
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
 def distill_cmd(config_path: str | None, out_dir: str | None, quiet: bool, epochs: int | None) -> None:
     """Train the knowledge-distillation baseline on the same paired windows."""
     from bridges.steps import distill_step

@@ -121,13 +121,14 @@ def load_sections(
         raise ConfigError(f"{where_file}: unknown section(s) {unknown}; known sections are {sorted(schema)}")
     sections = {}
     for name, cls in schema.items():
-        values = dict(raw.get(name, {}))
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where_file}: [{name}] must be a table")
-        for key, value in (overrides or {}).get(name, {}).items():
-            if value is not None:
-                values[key] = value
-        sections[name] = build_section(cls, values, where=f"{where_file} [{name}]")
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where_file}: [{name}] must be a table, got {type(table).__name__} {table!r}")
+        values = dict(table)
+        flags = {key: value for key, value in (overrides or {}).get(name, {}).items() if value is not None}
+        values.update(flags)
+        where = f"{where_file} [{name}]" + (" with command-line flags" if flags else "")
+        sections[name] = build_section(cls, values, where=where)
     return sections
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from bridges.config import ConfigError
 from bridges.metrics import count_trainable, evaluate
 from bridges.workflow import TransferRun, write_json
 
@@ -75,6 +76,10 @@ def train_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
         j = chosen["j"] if j is None else j
     old = run.load_old_model()
     new_fm, new_preprocess = run.build_fm_and_preprocess("new")
+    for name, index, fm in (("i", i, new_fm), ("j", j, old.fm)):
+        if not 0 <= index < fm.n_layers:
+            raise ConfigError(f"[train] {name} = {index} is not a layer of {fm.name}: it has layers "
+                              f"0..{fm.n_layers - 1}")
     splits = run.splits
     bridged, result = train_bridge(
         old, new_fm, new_preprocess, splits["pair"], splits["val"], splits["test"], i=i, j=j, rank=cfg.rank,

@@ -18,16 +18,34 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from bridges.bridge import BridgeConfig, PrototypeBridge
-from bridges.config import load_sections
+from bridges.bridge import PROTOTYPE_INITS, BridgeConfig, PrototypeBridge
+from bridges.config import ConfigError, load_sections
 from bridges.data import PairedWindows, simulated_paired, split_subjects
 from bridges.fm.registry import FMSpec, build_fm, checkpoint_sha256
 from bridges.models import BridgedModel, OldModel, make_head
 from bridges.preprocess import preprocess_for
+from bridges.select import CKA_REDUCTIONS
+from bridges.train import ALIGNS, LOSSES, PRECISIONS
+from devices._checks import check_value, ensure_int, ensure_positive
 from devices.atomic import atomic_output, write_bytes_atomic
 from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
+
+
+def _check_counts(section: Any, minimum: int, *names: str) -> None:
+    """Raise ValueError naming the first of ``names`` (None allowed) below ``minimum``; the loader says where."""
+    for name in names:
+        value = getattr(section, name)
+        if value is not None:
+            ensure_int(value, name, minimum=minimum)
+
+
+def _check_positive(section: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value is not None:
+            ensure_positive(value, name)
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,12 @@ class DataSection:
     split: list[int] | None = None
     cache_dir: str | None = None  # default: <output dir>/cache
 
+    def __post_init__(self) -> None:
+        check_value(self.source, ("simulated", "wesad", "isruc"), "source")
+        _check_positive(self, "duration_s", "window_s", "step_s")
+        _check_counts(self, 1, "n_subjects")
+        _check_counts(self, 0, "seed")
+
 
 @dataclass(frozen=True)
 class HeadSection:
@@ -61,6 +85,10 @@ class HeadSection:
     batch_size: int = 64
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _check_counts(self, 1, "mlp_hidden", "epochs", "batch_size")
+        _check_positive(self, "lr")
+
 
 @dataclass(frozen=True)
 class SelectSection:
@@ -70,6 +98,11 @@ class SelectSection:
     cka_reduce: str = "flatten"
     max_cka_windows: int = 1000
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_counts(self, 2, "n_folds")
+        check_value(self.cka_reduce, CKA_REDUCTIONS, "cka_reduce")
+        _check_counts(self, 4, "max_cka_windows")
 
 
 @dataclass(frozen=True)
@@ -97,6 +130,16 @@ class TrainSection:
     #: "float32" or "bfloat16" (autocast; about 2x faster on CPUs with AMX or AVX-512 BF16).
     precision: str = "float32"
 
+    def __post_init__(self) -> None:
+        _check_counts(self, 0, "i", "j")
+        _check_counts(self, 1, "rank", "n_prototypes", "epochs", "batch_size", "eval_every", "micro_batch_size",
+                      "cache_batch_size")
+        _check_positive(self, "lr")
+        check_value(self.init, PROTOTYPE_INITS, "init")
+        check_value(self.loss, LOSSES, "loss")
+        check_value(self.align, ALIGNS, "align")
+        check_value(self.precision, PRECISIONS, "precision")
+
 
 @dataclass(frozen=True)
 class DistillSection:
@@ -109,6 +152,10 @@ class DistillSection:
     unfreeze_fm: bool = True
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _check_positive(self, "temperature", "lr")
+        _check_counts(self, 1, "epochs", "batch_size")
+
 
 @dataclass(frozen=True)
 class ExportSection:
@@ -117,6 +164,9 @@ class ExportSection:
     path: str = "bundle.bxb"
     task: str = "state"
     hop_s: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "hop_s")
 
 
 @dataclass(frozen=True)
@@ -174,7 +224,10 @@ class TransferRun:
         self.sections = load_sections(config_path, SCHEMA, overrides)
         base = Path(config_path).parent if config_path else Path.cwd()
         self.out_dir = (base / self.sections["output"].dir).resolve()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"output folder '{self.out_dir}' cannot be created: {err.strerror or err}") from None
         self._base = base
 
     # ------------------------------------------------------------------ inputs

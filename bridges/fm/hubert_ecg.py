@@ -21,6 +21,7 @@ from bridges.fm.base import FoundationModel, InputSpec
 from bridges.fm.checkpoints import CheckpointError, check_state_keys
 from bridges.fm.hubert_ecg_checkpoint import backbone_shape, normalise_hubert_keys, read_hubert_checkpoint
 from devices._checks import ensure_int, ensure_positive
+from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,8 @@ class HubertECG(FoundationModel):
             normalisation="zscore",
         )
         if self.n_tokens(self.input_spec.n_samples * n_channels) < 1:
-            raise ValueError(f"'window_s' of {window_s} s is too short for HuBERT-ECG's feature extractor.")
+            # A window length chosen by the user (config [data] window_s), not a bug: bad input.
+            raise BadInputError(f"'window_s' of {window_s} s is too short for HuBERT-ECG's feature extractor.")
         self.eval()
 
     # ``layers`` is a view of the encoder's own ModuleList, so the state dict holds each block once.

@@ -7,7 +7,7 @@ one of our adapters' own ``state_dict`` (what self-supervised pretraining and un
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from bridges.fm.base import FoundationModel
 from bridges.fm.checkpoints import check_state_keys, file_sha256, load_safetensors
-from bridges.fm.hubert_ecg import HubertECG, tiny_config
+from bridges.fm.hubert_ecg import ARCH_KEYS, HubertECG, tiny_config
 from bridges.fm.labram import ISRUC_CHANNELS, Labram, LabramConfig
 from bridges.fm.papagei import Papagei, PapageiConfig
 from devices._checks import check_value
@@ -24,6 +24,18 @@ from devices.errors import BadInputError
 
 #: Which modality each FM reads.
 FM_MODALITY = {"hubert_ecg": "ecg", "labram": "eeg", "papagei": "ppg"}
+#: The named sizes of each FM.
+FM_SIZES: dict[str, tuple[str, ...]] = {
+    "hubert_ecg": ("tiny", "small", "base", "large"),
+    "labram": ("base", "small"),
+    "papagei": ("s", "small"),
+}
+#: The architecture fields a spec's ``config`` may override.
+FM_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "hubert_ecg": ARCH_KEYS,
+    "labram": tuple(f.name for f in fields(LabramConfig)),
+    "papagei": tuple(f.name for f in fields(PapageiConfig)),
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,13 @@ class FMSpec:
 
     def __post_init__(self) -> None:
         check_value(self.name, FM_BUILDERS, "name")
+        check_value(self.size, FM_SIZES[self.name], "size")
+        known = FM_CONFIG_KEYS[self.name]
+        unknown = sorted(set(self.config) - set(known))
+        if unknown:
+            raise ValueError(f"'config' has unknown key(s) {unknown} for {self.name}; known keys are {list(known)}")
+        if self.name in _ARCH_CONFIGS:
+            _arch_config(self)  # its own checks (widths that must divide, ...) run now, not mid-build
 
     @property
     def modality(self) -> str:
@@ -69,11 +88,20 @@ class FMSpec:
         return FM_MODALITY[self.name]
 
 
+def _arch_config(spec: FMSpec) -> LabramConfig | PapageiConfig:
+    """The LaBraM or PaPaGei config of ``spec``: its size with ``spec.config`` on top."""
+    cls = _ARCH_CONFIGS[spec.name]
+    base = cls.small() if spec.size == "small" else cls()
+    return cls(**{**base.__dict__, **spec.config})
+
+
+_ARCH_CONFIGS: dict[str, type[LabramConfig] | type[PapageiConfig]] = {"labram": LabramConfig, "papagei": PapageiConfig}
+
+
 def _hubert(spec: FMSpec) -> HubertECG:
     if spec.size == "tiny":
         base = {k: v for k, v in tiny_config().to_dict().items()}
     else:
-        check_value(spec.size, ("small", "base", "large"), "size")
         from bridges.fm.hubert_ecg import hubert_ecg_config
 
         base = hubert_ecg_config(spec.size).to_dict()
@@ -88,9 +116,7 @@ def _hubert(spec: FMSpec) -> HubertECG:
 
 
 def _labram(spec: FMSpec) -> Labram:
-    check_value(spec.size, ("base", "small"), "size")
-    base = LabramConfig.small() if spec.size == "small" else LabramConfig()
-    config = LabramConfig(**{**base.__dict__, **spec.config})
+    config = _arch_config(spec)
     channels = spec.channels or list(ISRUC_CHANNELS)
     if spec.checkpoint and not spec.checkpoint.endswith(".safetensors"):
         return Labram.from_pretrained(
@@ -100,9 +126,7 @@ def _labram(spec: FMSpec) -> Labram:
 
 
 def _papagei(spec: FMSpec) -> Papagei:
-    check_value(spec.size, ("s", "small"), "size")
-    base = PapageiConfig.small() if spec.size == "small" else PapageiConfig()
-    config = PapageiConfig(**{**base.__dict__, **spec.config})
+    config = _arch_config(spec)
     if spec.checkpoint and not spec.checkpoint.endswith(".safetensors"):
         return Papagei.from_pretrained(spec.checkpoint, window_s=spec.window_s, trust_pickle=spec.trust_pickle)
     return Papagei.from_config(config, window_s=spec.window_s, random_state=spec.seed)

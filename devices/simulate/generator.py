@@ -157,7 +157,7 @@ class PhysioSimulator:
     Raises
     ------
     BadInputError
-        Unknown scenario, modality or device, or a negative seed.
+        Unknown scenario, modality or device, a negative seed, or a ``dwell_scale`` that is not > 0.
     """
 
     def __init__(self, scenario: str, modalities: Sequence[str], seed: int = 0,
@@ -168,7 +168,8 @@ class PhysioSimulator:
         self.modalities: tuple[str, ...] = tuple(self._profiles)
         self.devices: dict[str, str] = {m: (devices or {}).get(m) or SIMULATED_DEVICE[m][0] for m in self.modalities}
         self.artefacts = bool(artefacts)
-        self.timeline = StateTimeline(get_scenario(scenario), _rng(self.seed, "timeline"), dwell_scale)
+        self.timeline = StateTimeline(get_scenario(scenario), _rng(self.seed, "timeline"),
+                                      positive(dwell_scale, "dwell_scale"))
         self.subject = SubjectParams.draw(_rng(self.seed, "subject"))
         self._drivers = Drivers(self.timeline, self.subject, _rng(self.seed, "drivers"))
         self._renderers = {}
