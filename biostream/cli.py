@@ -317,6 +317,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message that is not traceback (a message is one line by contract)."""
+    for line in str(err).splitlines():
+        if line.strip() and not line.startswith(("Traceback", "  ")):
+            return line.strip()
+    return type(err).__name__
+
+
 def _show_usage_error(err: click.ClickException) -> None:
     """One line on stderr for a click usage error (a bare ``biostream`` still prints the help)."""
     if type(err).__name__ == "NoArgsIsHelpError":  # click >= 8.2: the help text is the message
@@ -363,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _show_usage_error(err)
         sys.exit(EXIT_BAD_INPUT)
     except BadInputError as err:
-        click.echo(f"biostream: error: {_one_line(str(err)) or type(err).__name__}", err=True)
+        click.echo(f"biostream: error: {_first_line(err)}", err=True)
         logger.debug("bad input", exc_info=True)
         sys.exit(EXIT_BAD_INPUT)
     except Exception as err:  # noqa: BLE001 - anything else is our bug: one line here, the traceback in a file

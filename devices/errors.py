@@ -1,4 +1,9 @@
-"""Exceptions for bad input. The CLI turns each into a one-line message and exit code 2."""
+"""Exceptions for bad input. The CLI turns each into a one-line message and exit code 2.
+
+Raise them where input enters (files, streams, bundles, configs, command-line values) for what the user can fix,
+with a message naming the thing and the problem. Any other exception, a plain ``ValueError`` included, is taken
+for a bug in biostream: exit code 1, the traceback in a crash log (:mod:`biostream.crashlog`).
+"""
 
 from __future__ import annotations
 
