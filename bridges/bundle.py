@@ -397,9 +397,13 @@ def read_bundle(name_or_path: str | Path, *, check_onnx: bool = True) -> Bundle:
         bridge weights that do not fit, ONNX not loadable or with I/O that disagrees with the manifest.
     """
     path = resolve_bundle_path(name_or_path)
-    if not path.is_file():
-        raise BundleError(f"Bundle '{path}': no such file.")
-    return parse_bundle(path.read_bytes(), path, check_onnx=check_onnx)  # one read: hash and content agree
+    try:
+        if not path.is_file():
+            raise BundleError(f"Bundle '{path}': no such file.")
+        data = path.read_bytes()  # one read: hash and content agree
+    except OSError as err:  # permission denied, name too long, I/O error: the file, not our code
+        raise BundleError(f"Bundle '{path}' cannot be read: {(err.strerror or type(err).__name__).lower()}.") from None
+    return parse_bundle(data, path, check_onnx=check_onnx)
 
 
 def parse_bundle(data: bytes, path: str | Path = "<bytes>", *, check_onnx: bool = True) -> Bundle:

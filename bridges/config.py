@@ -45,6 +45,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file '{path}' is a directory") from None
     except PermissionError:
         raise ConfigError(f"config file '{path}' cannot be read: permission denied") from None
+    except OSError as err:  # name too long, I/O error, ...: the file, not our code
+        raise ConfigError(f"config file '{path}' cannot be read: {err.strerror or type(err).__name__}") from None
 
 
 def _matches(value: Any, annotation: Any) -> bool:

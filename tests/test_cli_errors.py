@@ -248,3 +248,9 @@ def test_simulator_dwell_scale_and_hubert_window_are_bad_input():
         PhysioSimulator("stress", ["ecg"], dwell_scale=0.0)
     with pytest.raises(BadInputError, match="too short for HuBERT-ECG"):
         HubertECG.from_config(tiny_config(), window_s=0.05)
+
+
+def test_a_bundle_path_the_system_refuses_is_bad_input(tmp_path):
+    too_long = tmp_path / ("b" * 300 + ".bxb")  # ENAMETOOLONG from the first stat, not "no such file"
+    result = run_cli("info", str(too_long), log_dir=tmp_path / "logs")
+    assert_bad_input(result, "bbbb.bxb", "cannot be read", log_dir=tmp_path / "logs")
