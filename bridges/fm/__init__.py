@@ -1,4 +1,4 @@
-"""Foundation-model adapters: one interface (:class:`FoundationModel`) over HuBERT-ECG, LaBraM and PaPaGei-S."""
+"""Foundation-model adapters: one interface (:class:`FoundationModel`) over HuBERT-ECG, LaBraM, NormWear, PaPaGei-S."""
 
 from bridges.fm.base import FoundationModel, InputSpec
 

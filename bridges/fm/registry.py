@@ -17,25 +17,31 @@ from bridges.fm.base import FoundationModel
 from bridges.fm.checkpoints import check_state_keys, file_sha256, load_safetensors
 from bridges.fm.hubert_ecg import ARCH_KEYS, HubertECG, tiny_config
 from bridges.fm.labram import ISRUC_CHANNELS, Labram, LabramConfig
+from bridges.fm.normwear import NormWear, NormWearConfig
 from bridges.fm.papagei import Papagei, PapageiConfig
 from devices._checks import check_value
 from devices.atomic import atomic_output
 from devices.errors import BadInputError
 
 #: Which modality each FM reads.
-FM_MODALITY = {"hubert_ecg": "ecg", "labram": "eeg", "papagei": "ppg"}
+FM_MODALITY = {"hubert_ecg": "ecg", "labram": "eeg", "normwear": "emg", "papagei": "ppg"}
 #: The named sizes of each FM.
 FM_SIZES: dict[str, tuple[str, ...]] = {
     "hubert_ecg": ("tiny", "small", "base", "large"),
     "labram": ("base", "small"),
+    "normwear": ("base", "small"),
     "papagei": ("s", "small"),
 }
 #: The architecture fields a spec's ``config`` may override.
 FM_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "hubert_ecg": ARCH_KEYS,
     "labram": tuple(f.name for f in fields(LabramConfig)),
+    "normwear": tuple(f.name for f in fields(NormWearConfig)),
     "papagei": tuple(f.name for f in fields(PapageiConfig)),
 }
+
+#: NormWear's input rate in BioX-Bridge's FOG setting (EMG resampled to 130 Hz: 3 s = 390 samples = 560 tokens).
+NORMWEAR_SFREQ_HZ = 130.0
 
 
 @dataclass(frozen=True)
@@ -45,10 +51,11 @@ class FMSpec:
     Parameters
     ----------
     name : str
-        ``"hubert_ecg"``, ``"labram"`` or ``"papagei"``.
+        ``"hubert_ecg"``, ``"labram"``, ``"normwear"`` or ``"papagei"``.
     size : str
         ``hubert_ecg``: ``"tiny"``, ``"small"``, ``"base"``, ``"large"``; ``labram``: ``"base"`` or ``"small"``;
-        ``papagei``: ``"s"`` or ``"small"`` (the small configs are for tests and demos).
+        ``normwear``: ``"base"`` or ``"small"``; ``papagei``: ``"s"`` or ``"small"`` (the small configs are for
+        tests and demos).
     config : dict
         Architecture fields overriding the size (e.g. ``{"hidden_size": 128, "num_hidden_layers": 4}``).
     checkpoint : str or None
@@ -56,7 +63,8 @@ class FMSpec:
     window_s : float
         Window length in seconds.
     channels : list of str
-        Input channel labels (LaBraM: 10-20 names; others: informational).
+        Input channel labels (LaBraM: 10-20 names; NormWear: their number sets the channel count, 1 when empty;
+        others: informational).
     seed : int
         Seed of the random initialisation (ignored with a checkpoint).
     trust_pickle : bool
@@ -88,14 +96,16 @@ class FMSpec:
         return FM_MODALITY[self.name]
 
 
-def _arch_config(spec: FMSpec) -> LabramConfig | PapageiConfig:
-    """The LaBraM or PaPaGei config of ``spec``: its size with ``spec.config`` on top."""
+def _arch_config(spec: FMSpec) -> LabramConfig | NormWearConfig | PapageiConfig:
+    """The LaBraM, NormWear or PaPaGei config of ``spec``: its size with ``spec.config`` on top."""
     cls = _ARCH_CONFIGS[spec.name]
     base = cls.small() if spec.size == "small" else cls()
     return cls(**{**base.__dict__, **spec.config})
 
 
-_ARCH_CONFIGS: dict[str, type[LabramConfig] | type[PapageiConfig]] = {"labram": LabramConfig, "papagei": PapageiConfig}
+_ARCH_CONFIGS: dict[str, type[LabramConfig] | type[NormWearConfig] | type[PapageiConfig]] = {
+    "labram": LabramConfig, "normwear": NormWearConfig, "papagei": PapageiConfig,
+}
 
 
 def _hubert(spec: FMSpec) -> HubertECG:
@@ -125,6 +135,14 @@ def _labram(spec: FMSpec) -> Labram:
     return Labram.from_config(config, channels=channels, window_s=spec.window_s, random_state=spec.seed)
 
 
+def _normwear(spec: FMSpec) -> NormWear:
+    config = _arch_config(spec)
+    shape = {"n_channels": max(1, len(spec.channels)), "window_s": spec.window_s, "sfreq_hz": NORMWEAR_SFREQ_HZ}
+    if spec.checkpoint and not spec.checkpoint.endswith(".safetensors"):
+        return NormWear.from_pretrained(spec.checkpoint, config, trust_pickle=spec.trust_pickle, **shape)
+    return NormWear.from_config(config, random_state=spec.seed, **shape)
+
+
 def _papagei(spec: FMSpec) -> Papagei:
     config = _arch_config(spec)
     if spec.checkpoint and not spec.checkpoint.endswith(".safetensors"):
@@ -135,6 +153,7 @@ def _papagei(spec: FMSpec) -> Papagei:
 FM_BUILDERS: dict[str, Callable[[FMSpec], FoundationModel]] = {
     "hubert_ecg": _hubert,
     "labram": _labram,
+    "normwear": _normwear,
     "papagei": _papagei,
 }
 
