@@ -96,6 +96,24 @@ def test_cwt_matches_direct_convolution(n_samples: int) -> None:
     _assert_relative(out32, expected, 1e-5)
 
 
+def test_direct_convolution_path_equals_the_fft_path_and_exports_to_onnx() -> None:
+    import onnxruntime
+
+    from bridges.export import export_onnx
+
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal((2, 3, 388)))
+    cwt = RickerCWT(ricker_widths())
+    torch.testing.assert_close(cwt.direct(x), cwt(x), rtol=0, atol=1e-12)
+    # ONNX has no mapping for torch.fft: while exporting, the transform is recorded as the conv1d path.
+    scalogram = NormWearScalogram()
+    window = torch.randn(1, 3, N_SAMPLES, generator=torch.Generator().manual_seed(6))
+    session = onnxruntime.InferenceSession(export_onnx(scalogram, window, exporter="torchscript"))
+    batch = torch.randn(2, 3, N_SAMPLES, generator=torch.Generator().manual_seed(7))
+    (image,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
+    assert image.shape == (2, 3, 3, 388, 65)
+    torch.testing.assert_close(torch.from_numpy(image), scalogram(batch), rtol=0, atol=1e-4)
+
+
 def test_scalogram_stacks_x_and_its_differences_aligned_at_the_last_sample() -> None:
     x = torch.tensor([[1.0, 4.0, 9.0, 16.0, 25.0, 36.0]], dtype=torch.float64)  # n^2: Δ = 2n + 1, Δ² = 2
     planes = derivative_planes(x)

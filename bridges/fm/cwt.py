@@ -7,7 +7,8 @@ centred at ``(points - 1) / 2``), reversed it, and convolved it with the signal 
 ``n`` is the full convolution's index ``n + (K - 1) // 2`` for a ``K``-tap kernel). :func:`ricker_kernel_bank`
 builds those kernels once per signal length, re-centred on a circular buffer long enough that the circular
 convolution equals the linear one on the ``L`` output samples; :class:`RickerCWT` then runs every width, channel
-and window in one ``rfft`` / multiply / ``irfft``.
+and window in one ``rfft`` / multiply / ``irfft``. (During ONNX export it records the same kernels as a
+``conv1d`` instead, :meth:`RickerCWT.direct`: the exporters have no mapping for ``torch.fft``.)
 
 :class:`NormWearScalogram` stacks the transforms of ``[x, Δx, Δ²x]`` into NormWear's ``(3, L - 2, n_widths)``
 image per channel. The differences are aligned as in the published ``spec_cwt``: ``Δx[n] = x[n + 1] - x[n]`` and
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from devices.errors import BadInputError
@@ -33,6 +35,7 @@ __all__ = [
     "derivative_planes",
     "ricker",
     "ricker_kernel_bank",
+    "ricker_kernel_taps",
     "ricker_widths",
 ]
 
@@ -79,12 +82,12 @@ def _smooth_length(n: int) -> int:
         n += 1
 
 
-def ricker_kernel_bank(n_samples: int, widths: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Circular kernels whose convolution with an ``n_samples`` signal is the "same"-mode Ricker CWT.
+def ricker_kernel_taps(n_samples: int, widths: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Centred impulse responses of the "same"-mode Ricker CWT of an ``n_samples`` signal.
 
-    Row ``k`` holds the reversed wavelet of width ``widths[k]`` (``min(10 w, n_samples)`` points) with tap
-    ``(K - 1) // 2`` at index 0 and earlier taps wrapped to the end, so ``irfft(rfft(x, F) * rfft(row, F))[:n]``
-    equals ``np.convolve(x, wavelet[::-1], "same")``.
+    Row ``k`` is the reversed wavelet of width ``widths[k]`` (``min(10 w, n_samples)`` points) placed so that its
+    tap ``(K - 1) // 2`` (where "same" mode starts keeping the full convolution) sits at column ``R``:
+    ``y_k[n] = sum_u taps[k, R + u] * x[n - u]`` equals ``np.convolve(x, wavelet[::-1], "same")[n]``.
 
     Parameters
     ----------
@@ -95,21 +98,36 @@ def ricker_kernel_bank(n_samples: int, widths: Sequence[float] | np.ndarray) -> 
 
     Returns
     -------
-    ndarray of shape ``(len(widths), F)``
-        float64; ``F`` >= ``L`` + the longest one-sided reach (no wrap-around into the kept samples) and has
-        only the prime factors 2, 3, 5.
+    ndarray of shape ``(len(widths), 2 R + 1)``
+        float64; ``R`` is the longest one-sided reach (at most ``L // 2``).
     """
     kernels = []
-    reach = 0
     for width in np.asarray(widths, dtype=np.float64):
-        taps = ricker(min(10.0 * width, float(n_samples)), width)[::-1]
-        start = (taps.size - 1) // 2  # "same" keeps the full convolution from this index on
-        kernels.append((taps, start))
-        reach = max(reach, start, taps.size - 1 - start)
+        wavelet = ricker(min(10.0 * width, float(n_samples)), width)[::-1]
+        kernels.append((wavelet, (wavelet.size - 1) // 2))
+    reach = max(max(start, wavelet.size - 1 - start) for wavelet, start in kernels)
+    taps = np.zeros((len(kernels), 2 * reach + 1))
+    for row, (wavelet, start) in enumerate(kernels):
+        taps[row, reach - start : reach - start + wavelet.size] = wavelet
+    return taps
+
+
+def ricker_kernel_bank(n_samples: int, widths: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Circular kernels whose convolution with an ``n_samples`` signal is the "same"-mode Ricker CWT.
+
+    :func:`ricker_kernel_taps` with lag 0 moved to index 0 and negative lags wrapped to the end, so
+    ``irfft(rfft(x, F) * rfft(row, F))[:n_samples]`` is that row's transform.
+
+    Returns
+    -------
+    ndarray of shape ``(len(widths), F)``
+        float64; ``F`` >= ``L + R`` (no wrap-around into the kept samples) has only the prime factors 2, 3, 5.
+    """
+    taps = ricker_kernel_taps(n_samples, widths)
+    reach = taps.shape[1] // 2
     n_fft = _smooth_length(n_samples + reach)
-    bank = np.zeros((len(kernels), n_fft))
-    for row, (taps, start) in enumerate(kernels):
-        bank[row, (np.arange(taps.size) - start) % n_fft] = taps
+    bank = np.zeros((taps.shape[0], n_fft))
+    bank[:, (np.arange(taps.shape[1]) - reach) % n_fft] = taps
     return bank
 
 
@@ -118,6 +136,8 @@ class RickerCWT(nn.Module):
 
     Runs in the input's floating dtype (float64 agrees with direct convolution to ~1e-15, float32 to ~1e-6 of
     each row's peak). The kernels' spectra are cached per (length, dtype, device); the module has no state.
+    While exporting to ONNX (which has no real-FFT operator the exporters map ``torch.fft`` to) the same kernels
+    run as one ``conv1d`` over all widths instead: the same numbers, more multiplications.
 
     Parameters
     ----------
@@ -129,6 +149,7 @@ class RickerCWT(nn.Module):
         super().__init__()
         self.widths = tuple(float(w) for w in widths)
         self._spectra: dict[tuple[int, torch.dtype, torch.device], tuple[torch.Tensor, int]] = {}
+        self._taps: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
     @property
     def n_widths(self) -> int:
@@ -145,14 +166,31 @@ class RickerCWT(nn.Module):
             self._spectra[key] = (spectrum, n_fft)
         return self._spectra[key]
 
+    def conv_weight(self, n_samples: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """:func:`ricker_kernel_taps` as a ``conv1d`` weight ``(n_widths, 1, 2 R + 1)`` (taps reversed)."""
+        key = (n_samples, dtype, device)
+        if key not in self._taps:
+            taps = ricker_kernel_taps(n_samples, self.widths)[:, ::-1].copy()
+            self._taps[key] = torch.from_numpy(taps).to(device=device, dtype=dtype).unsqueeze(1)
+        return self._taps[key]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., L)`` real signal → ``(..., n_widths, L)`` coefficients (same dtype; float16/bfloat16 → float32)."""
-        if not x.is_floating_point() or x.dtype not in (torch.float32, torch.float64):
+        if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
-        n_samples = x.shape[-1]
+        n_samples = int(x.shape[-1])
+        if torch.onnx.is_in_onnx_export():
+            return self.direct(x)
         spectrum, n_fft = self.kernel_spectrum(n_samples, x.dtype, x.device)
         signal = torch.fft.rfft(x, n=n_fft).unsqueeze(-2)  # (..., 1, F // 2 + 1)
         return torch.fft.irfft(signal * spectrum, n=n_fft)[..., :n_samples]
+
+    def direct(self, x: torch.Tensor) -> torch.Tensor:
+        """The same transform by direct convolution (``conv1d``, zero padding); what ONNX export records."""
+        n_samples = int(x.shape[-1])
+        weight = self.conv_weight(n_samples, x.dtype, x.device)
+        rows = F.conv1d(x.reshape(-1, 1, n_samples), weight, padding=weight.shape[-1] // 2)
+        return rows.reshape(*x.shape[:-1], self.n_widths, n_samples)
 
     def extra_repr(self) -> str:
         """Widths summary for ``repr``."""
