@@ -9,14 +9,15 @@ a ``cls_fusion`` block (same shape) attends across the channels' cls tokens (a s
 replaces them, which is the only place channels meet. A final LayerNorm gives ``[B, C, 560, 768]``.
 
 Our canonical hidden state is the channels' tokens flattened channel-major, ``(B, C · N, d)``: 3 EMG channels ×
-560 = 1,680 tokens of 768 (the FOG EMG→EEG bridge reads layer 10). :meth:`NormWear.channel_tokens` gives back
-NormWear's own ``(B, C, N, d)`` layout.
+560 = 1,680 tokens of 768, what the FOG EMG→EEG bridge hands to block 10 (``suffix(h, 10)``).
+:meth:`NormWear.channel_tokens` gives back NormWear's own ``(B, C, N, d)`` layout.
 
-Input rate. NormWear has no rate inside the network: it was pretrained on 390-sample windows (6 s at its 65 Hz)
-whose images are 388 × 65, i.e. the 43 × 13 patch grid of its position table. BioX-Bridge feeds FOG EMG
-resampled to 130 Hz in 3 s windows, again 390 samples and the same grid, z-scored per channel. Our default input
-spec is that: 130 Hz, 3 s, 3 channels, z-scored. Windows of another length get the position table resized by
-bicubic interpolation over the time axis (as the published ``get_signal_embedding`` does), not recomputed.
+Input rate. NormWear has no rate inside the network: it was pretrained on 390-sample windows (6 s at the 65 Hz
+its code names as the model rate) whose images are 388 × 65, i.e. the 43 × 13 patch grid of its position
+table. BioX-Bridge feeds FOG EMG resampled to 130 Hz in 3 s windows, again 390 samples and the same grid,
+z-scored per channel. Our default input spec is that: 130 Hz, 3 s, 3 channels, z-scored. Windows of another
+length get the position table resized by bicubic interpolation over the time axis (as the published
+``get_signal_embedding`` does), not recomputed.
 
 Module and parameter names are the published checkpoint's (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
 ``encoder_blocks.{i}.variate_encoder`` / ``.cls_fusion`` with ``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
