@@ -310,6 +310,7 @@ def analyse(run: dict[str, Any]) -> dict[str, Any]:
         "windows": windows,
         "restarts": summary["restarts"],
         "errors": summary["errors"],
+        "recording": {k: summary["recording"].get(k) for k in ("recording", "reason", "bytes")},
         "setup_s": run["setup_s"],
         "timeline": timeline,
     }
@@ -337,6 +338,8 @@ def print_tables(report: dict[str, Any]) -> None:
           f"RSS growth {report['rss_growth_pct']:+.2f}% after {report['warmup_s']:.0f} s warm-up · lag p50 "
           f"{_fmt(report['lag_p50_s'], 3)} s, max {_fmt(report['max_lag_s'], 3)} s, trend "
           f"{_fmt(report['lag_trend_s'], 4)} s · restarts {report['restarts']} · errors {report['errors']}")
+    if report["recording"]["reason"]:
+        print(f"recording: {report['recording']['reason']}")
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

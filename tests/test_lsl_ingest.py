@@ -220,7 +220,10 @@ def test_string_or_irregular_stream_refused_when_regular_required(unique_id):
 
 # ----------------------------------------------------------------------------- recovery
 class _RealTimePusher:
-    """Push a counter at `rate` Hz from a thread into whatever outlet is current (None = outlet gone)."""
+    """Push a counter at `rate` Hz from a thread into whatever outlet is current (None = outlet gone).
+
+    Each sample is stamped on its ideal grid, as a device's own clock would, so a late wake-up of this thread on a
+    busy machine is jitter, not a gap."""
 
     def __init__(self, outlet, rate):
         self.outlet, self.rate, self.count = outlet, rate, 0
@@ -230,10 +233,11 @@ class _RealTimePusher:
     def _run(self):
         period = 1.0 / self.rate
         next_t = time.perf_counter()
+        t0 = pylsl.local_clock()
         while not self._stop.is_set():
             outlet = self.outlet
             if outlet is not None:
-                outlet.push_sample([float(self.count)] * outlet.get_info().channel_count())
+                outlet.push_sample([float(self.count)] * outlet.get_info().channel_count(), t0 + self.count * period)
             self.count += 1
             next_t += period
             time.sleep(max(0.0, next_t - time.perf_counter()))

@@ -132,10 +132,11 @@ def test_a_monitor_killed_while_recording_leaves_a_readable_file_and_no_processe
     while time.monotonic() < deadline and (left := _alive(family)):
         time.sleep(0.5)
     assert not left, left
-    # The file holds everything up to the last flush (a quarter second before the kill, plus transport).
+    # The file holds everything up to the last flush (a quarter second before the kill, plus transport; the
+    # recorder, in a Ray worker, may outlive the driver by a moment and write a little more).
     recording = read_recording(path)
     raw = recording.stream(f"kill-{unique_id}")
-    assert killed_at - 1.5 < raw.timestamps[-1] < killed_at
+    assert killed_at - 1.5 < raw.timestamps[-1] < killed_at + 2.0
     assert raw.timestamps[-1] - raw.timestamps[0] > 10.0
     (ours,) = [s for s in recording.streams if s.type == "Predictions" or "prediction" in s.name.lower()]
     assert len(ours.timestamps) >= 3

@@ -187,23 +187,33 @@ class SessionRecorder:
 
     def _write_all(self) -> None:
         now = pylsl.local_clock()
-        for recorded in self._streams.values():
+        for key, recorded in list(self._streams.items()):
             try:
-                chunk = recorded.reader.pull()
-            except BadInputError as err:  # came back changed: keep what we have of it
-                logger.warning("recording: %s", err)
-                continue
-            if chunk is None or not chunk.n_samples:
-                continue
-            try:
-                offset = chunk.clock_offset_s
-                if offset != recorded.offset_written or now - recorded.offset_written_at >= _OFFSET_EVERY_S:
-                    self._writer.write_clock_offset(recorded.stream_id, now, offset)
-                    recorded.offset_written, recorded.offset_written_at = offset, now
-                self._writer.write_samples(recorded.stream_id, chunk.data, chunk.timestamps - offset)
-            except OSError as err:
+                self._write_one(recorded, now)
+            except OSError as err:  # the file, not the stream: nothing more can be written
                 self._fail(err)
                 return
+            except Exception as err:  # noqa: BLE001 - one odd stream must not end the recording of the others
+                logger.exception("recording: dropping stream '%s'", recorded.reader.name)
+                recorded.reader.close()
+                del self._streams[key]
+                message = (f"stopped recording stream '{recorded.reader.name}': {type(err).__name__}: "
+                           f"{str(err)[:200]} (the other streams are still recorded)")
+                self._events.append(SessionEvent("recording", message, level="warning", at_s=now))
+
+    def _write_one(self, recorded: _Recorded, now: float) -> None:
+        try:
+            chunk = recorded.reader.pull()
+        except BadInputError as err:  # came back changed: keep what we have of it
+            logger.warning("recording: %s", err)
+            return
+        if chunk is None or not chunk.n_samples:
+            return
+        offset = chunk.clock_offset_s
+        if offset != recorded.offset_written or now - recorded.offset_written_at >= _OFFSET_EVERY_S:
+            self._writer.write_clock_offset(recorded.stream_id, now, offset)
+            recorded.offset_written, recorded.offset_written_at = offset, now
+        self._writer.write_samples(recorded.stream_id, chunk.data, chunk.timestamps - offset)
 
     def _fail(self, err: OSError) -> None:
         if self._stopped_reason:  # the first failure is the one to tell
