@@ -39,6 +39,8 @@ TAGS = {
 }
 
 _XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Characters XML 1.0 cannot hold at all (even escaped): most C0 controls, lone surrogates, U+FFFE/U+FFFF.
+_NOT_XML_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 #: The Boundary chunk's content (a UUID fixed by the specification).
 BOUNDARY_UUID = bytes.fromhex("43A546DCCBF5410FB30ED5467383CBE4")
@@ -184,9 +186,18 @@ def _absurd_stream_header(f: BinaryIO, offset: int, content_bytes: int) -> str:
     return ""
 
 
+def xml_text(value: Any) -> str:
+    """``value`` as XML character data: escaped, and characters XML cannot hold replaced by U+FFFD.
+
+    Text may come from a stream's metadata (anyone's); one control character would make the whole file
+    unreadable to XML parsers.
+    """
+    return escape(_NOT_XML_CHARS.sub("\ufffd", str(value)))
+
+
 def info_xml(fields: dict[str, str], tail: str = "") -> str:
     """Return ``<?xml ...?><info>`` with one text element per field, then the raw XML ``tail``."""
-    body = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in fields.items())
+    body = "".join(f"<{k}>{xml_text(v)}</{k}>" for k, v in fields.items())
     return f'<?xml version="1.0"?><info>{body}{tail}</info>'
 
 
@@ -199,7 +210,7 @@ def element_xml(tag: str, value: Any) -> str:
         return f"<{tag}>{''.join(element_xml(k, v) for k, v in value.items())}</{tag}>"
     if value is None:
         return f"<{tag}/>"
-    return f"<{tag}>{escape(str(value))}</{tag}>"
+    return f"<{tag}>{xml_text(value)}</{tag}>"
 
 
 def check_xml_name(name: str, what: str) -> None:
