@@ -3,20 +3,31 @@
 A *selector* is the user's way to name a stream (``--stream name=Polar H10 ECG``): a dict with any of the keys
 ``name``, ``type`` and ``source_id``. :func:`resolve_stream` turns it into exactly one ``pylsl.StreamInfo`` or
 raises :class:`devices.errors.BadInputError` with a one-line message naming the query and what is visible.
+
+Anyone on the network can publish a stream, so a description is untrusted data: discovery lists every stream it
+can parse (liblsl drops answers it cannot, e.g. a NaN or infinite rate or a name that does not fit one UDP
+datagram), its text is shown through :func:`devices.lsl_meta.safe_text`, and
+:attr:`StreamDescription.problems` says why a stream would be refused for monitoring (more than
+:data:`MAX_CHANNELS` channels, a rate that is not finite, negative or over :data:`MAX_SRATE_HZ`, more than
+:data:`MAX_VALUES_PER_S` values per second, a string stream wider than :data:`MAX_STRING_CHANNELS` or faster than
+:data:`MAX_STRING_VALUES_PER_S`, an unknown format, or a name, type, source id or host over
+:data:`MAX_FIELD_CHARS` characters). A stream picked from discovery is opened again by its ``uid`` (a random id
+liblsl gives every outlet), so another outlet with the same name or source id is never taken for it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pylsl
 
 from devices._checks import ensure_positive
-from devices.errors import BadInputError
-from devices.lsl_meta import FORMAT_NAMES
+from devices.errors import BadInputError, StreamMismatchError
+from devices.lsl_meta import FORMAT_NAMES, safe_text
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +36,24 @@ SELECTOR_KEYS = ("name", "type", "source_id")
 
 #: How many visible streams an error message lists before "and N more".
 _MAX_LISTED = 8
+#: Most channels of a stream biostream opens (256-channel EEG caps and 1024-electrode grids fit).
+MAX_CHANNELS = 1024
+#: Highest nominal rate of a stream biostream opens, in Hz (biosignal amplifiers stay well under it).
+MAX_SRATE_HZ = 100_000.0
+#: Most values per second (channels x rate) of a stream biostream opens: 1024 channels at 2048 Hz. Its buffers
+#: (1 s of pull buffer, the display history) are sized from this, so it bounds their memory.
+MAX_VALUES_PER_S = 1024 * 2048
+#: Most channels and values per second of a string stream biostream opens: liblsl receives each string whole
+#: (there is no size limit in LSL) and queues what is not pulled yet, so string streams are kept narrow and slow
+#: (marker streams have one channel and an irregular rate).
+MAX_STRING_CHANNELS = 16
+MAX_STRING_VALUES_PER_S = 100
+#: Longest name, type, source id or host name of a stream biostream opens (characters).
+MAX_FIELD_CHARS = 256
+# Characters of each field in one-line summaries.
+_SHOWN_CHARS = 64
+# How long to look for the very outlet a description names (by uid) before falling back to its source id, in s.
+_UID_WAIT_S = 1.0
 
 # Split "type=ECG; name=Polar H10" only where a known key follows, so names containing ';' survive.
 _SPLIT_RE = re.compile(r";\s*(?=(?:" + "|".join(SELECTOR_KEYS) + r")\s*=)")
@@ -87,8 +116,46 @@ class StreamDescription:
 
     @property
     def key(self) -> str:
-        """A readable identity for logs and UIs: the name, with the source id when there is one."""
-        return f"{self.name} [{self.source_id}]" if self.source_id else self.name
+        """A readable identity for logs and UIs: the name, with the source id when there is one (display-safe)."""
+        name = safe_text(self.name, _SHOWN_CHARS)
+        return f"{name} [{safe_text(self.source_id, _SHOWN_CHARS)}]" if self.source_id else name
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Why this stream would be refused for monitoring, one short phrase each (empty when it would not).
+
+        Limits: :data:`MAX_CHANNELS`, :data:`MAX_SRATE_HZ`, :data:`MAX_VALUES_PER_S`, :data:`MAX_STRING_CHANNELS`,
+        :data:`MAX_STRING_VALUES_PER_S`, :data:`MAX_FIELD_CHARS`.
+        """
+        found = []
+        if not 1 <= self.n_channels <= MAX_CHANNELS:
+            found.append(f"{self.n_channels:,} channels (at most {MAX_CHANNELS:,})")
+        rate = self.sfreq_hz
+        if not math.isfinite(rate) or rate < 0:
+            found.append(f"nominal rate {rate!r} Hz (a finite number >= 0 is needed)")
+        elif rate > MAX_SRATE_HZ:
+            found.append(f"nominal rate {rate:g} Hz (at most {MAX_SRATE_HZ:g} Hz)")
+        elif self.n_channels * rate > MAX_VALUES_PER_S and self.n_channels <= MAX_CHANNELS:
+            found.append(f"{self.n_channels * rate:,.0f} values/s (at most {MAX_VALUES_PER_S:,})")
+        if self.channel_format == "string" and 1 <= self.n_channels <= MAX_CHANNELS:
+            if self.n_channels > MAX_STRING_CHANNELS:
+                found.append(f"a string stream of {self.n_channels} channels (at most {MAX_STRING_CHANNELS})")
+            elif math.isfinite(rate) and self.n_channels * rate > MAX_STRING_VALUES_PER_S:
+                found.append(f"a string stream of {self.n_channels * rate:,.0f} values/s "
+                             f"(at most {MAX_STRING_VALUES_PER_S})")
+        if self.channel_format not in FORMAT_NAMES.values():
+            found.append(f"channel format '{safe_text(self.channel_format, 16)}'")
+        for field in ("name", "type", "source_id", "hostname"):
+            length = len(getattr(self, field))
+            if length > MAX_FIELD_CHARS:
+                found.append(f"a {field} of {length:,} characters (at most {MAX_FIELD_CHARS})")
+        return tuple(found)
+
+    def check_openable(self) -> None:
+        """Raise :class:`devices.errors.StreamMismatchError` (one line) when :attr:`problems` is not empty."""
+        problems = self.problems
+        if problems:
+            raise StreamMismatchError(f"stream {self.summary()} is refused: {'; '.join(problems)}")
 
     def identity_predicate(self) -> str:
         """The liblsl query that finds this stream again after its outlet is recreated.
@@ -105,11 +172,18 @@ class StreamDescription:
         return build_predicate(self.name, self.type) + f" and hostname={_xpath_literal(self.hostname, 'hostname')}"
 
     def summary(self) -> str:
-        """One line for messages: ``'Polar H10 ECG' (ECG, 1 ch, 130 Hz, float32, source_id 'x', host 'h')``."""
-        rate = f"{self.sfreq_hz:g} Hz" if self.is_regular else "irregular"
+        """One line for messages: ``'Polar H10 ECG' (ECG, 1 ch, 130 Hz, float32, source_id 'x', host 'h')``.
+
+        Display-safe: control characters replaced and each field cut to 64 characters (see
+        :func:`devices.lsl_meta.safe_text`); HTML is left as text.
+        """
+        rate = f"{self.sfreq_hz:g} Hz" if self.is_regular or not math.isfinite(self.sfreq_hz) else "irregular"
+        name, type_, source_id, host = (
+            safe_text(v, _SHOWN_CHARS) for v in (self.name, self.type, self.source_id, self.hostname)
+        )
         return (
-            f"'{self.name}' ({self.type}, {self.n_channels} ch, {rate}, {self.channel_format}, "
-            f"source_id '{self.source_id}', host '{self.hostname}')"
+            f"'{name}' ({type_}, {self.n_channels} ch, {rate}, {self.channel_format}, "
+            f"source_id '{source_id}', host '{host}')"
         )
 
 
@@ -262,22 +336,54 @@ def resolve_stream(
 
 
 def resolve_description(description: StreamDescription, timeout_s: float = 5.0) -> pylsl.StreamInfo:
-    """Find the outlet a :class:`StreamDescription` describes (by its identity, see ``identity_predicate``).
+    """Find the outlet a :class:`StreamDescription` describes: that very outlet (its uid), else its successor.
 
     The description is what crosses process boundaries (it pickles; a ``pylsl.StreamInfo`` does not), so a
-    stream picked in one process is opened in another by this.
+    stream picked in one process is opened in another by this. The outlet with the described ``uid`` is looked
+    for first, so another outlet with the same name or source id (a stale one, or an impostor) is never taken for
+    it while it is visible. When it is gone (its outlet was recreated), a stream with its identity (see
+    ``identity_predicate``) from the same host takes its place.
 
     Raises
     ------
     BadInputError
-        Nothing with that identity is visible within ``timeout_s``.
+        Nothing with that identity is visible within ``timeout_s``, or only streams from other hosts.
     """
     timeout_s = ensure_positive(timeout_s, "timeout_s")
-    infos = pylsl.resolve_bypred(description.identity_predicate(), 1, timeout_s)
+    uid_wait_s = min(timeout_s, _UID_WAIT_S)
+    if description.uid:
+        try:
+            found = pylsl.resolve_bypred(f"uid={_xpath_literal(description.uid, 'uid')}", 1, uid_wait_s)
+        except BadInputError:
+            found = []
+        exact = [i for i in found if i.uid() == description.uid]
+        if exact:
+            return exact[0]
+    infos = pylsl.resolve_bypred(description.identity_predicate(), 1, max(0.1, timeout_s - uid_wait_s))
     if not infos:
         raise BadInputError(f"stream {description.summary()} is not visible within {timeout_s:g} s")
-    # Several outlets may share a source id (a stale one lingering): prefer the very instance described.
-    return next((i for i in infos if i.uid() == description.uid), infos[0])
+    choice = pick_successor(description, [StreamDescription.from_info(i) for i in infos])
+    if choice is None:
+        hosts = sorted({safe_text(i.hostname(), _SHOWN_CHARS) for i in infos})
+        raise BadInputError(
+            f"stream {description.summary()} is not visible within {timeout_s:g} s; streams with its identity from "
+            f"other hosts ({', '.join(hosts)}) are not taken for it"
+        )
+    return infos[choice]
+
+
+def pick_successor(old: StreamDescription, candidates: Sequence[StreamDescription]) -> int | None:
+    """Index of the candidate that may stand in for ``old`` (its outlet lost or recreated), or None.
+
+    Only candidates from the same host: liblsl writes the host name of the machine an outlet runs on, so a stream
+    with the same source id published from another machine is not taken for the one that went away. Among them a
+    new outlet (another ``uid``) first, since a resolver may still list the lost one for a few seconds; else the
+    very outlet, back after a network drop. (An outlet on the same machine, or a program that speaks the LSL
+    protocol itself, can still claim the same identity: LSL is unauthenticated.)
+    """
+    same_host = [k for k, c in enumerate(candidates) if c.hostname == old.hostname]
+    fresh = [k for k in same_host if candidates[k].uid != old.uid]
+    return (fresh or same_host or [None])[0]
 
 
 def resolve_selector(selector: str | Mapping[str, str], timeout_s: float = 5.0) -> pylsl.StreamInfo:

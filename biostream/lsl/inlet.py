@@ -26,6 +26,18 @@ Design choices
   other streams a process pulls.
 * **A reader can be built from a** :class:`~biostream.lsl.discovery.StreamDescription`, which pickles (a
   ``pylsl.StreamInfo`` does not): a stream picked in one process is opened in another.
+* **What a stream declares is checked before anything is sized from it.** Anyone on the network can publish a
+  stream, so :meth:`~StreamReader.connect` refuses in one line a stream whose channel count, rate or fields are
+  beyond :attr:`StreamDescription.problems`' limits, before an inlet (and liblsl's buffers) exists; the full info
+  must declare the layout the stream advertised; buffers are capped in bytes; channel metadata is read through
+  :func:`devices.lsl_meta.read_channels` (bounded, with notes, see :attr:`StreamReader.notes`). String samples
+  are pulled as bytes, decoded leniently and cut to :data:`MAX_STRING_CHARS` characters, at most
+  ``_MAX_STRING_VALUES`` values per pull, from an inlet that queues at most 1 s of samples (100 samples for an
+  irregular stream; string streams are at most 16 channels and 100 values/s, see
+  :attr:`StreamDescription.problems`): biostream keeps little of a stream of huge strings, and invalid UTF-8
+  never raises. liblsl itself receives every string whole (LSL has no size limit), so one huge sample still
+  costs its size until it is pulled and cut. liblsl's queue for a numeric stream is kept under
+  ``_MAX_QUEUE_BYTES`` too.
 
 Not thread-safe: one consumer calls :meth:`~StreamReader.pull`.
 """
@@ -47,11 +59,11 @@ from pylsl.util import LostError
 from pylsl.util import TimeoutError as LSLTimeoutError
 
 from biostream.lsl.dejitter import Dejitterer
-from biostream.lsl.discovery import StreamDescription, resolve_description, resolve_selector
+from biostream.lsl.discovery import StreamDescription, pick_successor, resolve_description, resolve_selector
 from biostream.lsl.events import DisconnectEvent, GapEvent, ReconnectEvent, StreamEvent
 from devices._checks import check_type, ensure_positive
 from devices.errors import BadInputError, StreamMismatchError
-from devices.lsl_meta import channels_from_info
+from devices.lsl_meta import read_channels, safe_text
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +71,16 @@ logger = logging.getLogger(__name__)
 _BUFFER_S = 1.0
 _MIN_BUFFER_SAMPLES = 1024
 _MAX_BUFFER_S = 60.0
+# The pull buffer never grows beyond this many bytes (a wide stream gets fewer seconds of it).
+_MAX_BUFFER_BYTES = 64 << 20
+#: A string sample longer than this is cut (characters; ground-truth labels and annotations are far shorter).
+MAX_STRING_CHARS = 1024
+# String values taken per pull, and liblsl's queue for a string inlet (s; x100 samples when irregular): a marker
+# stream of 1 MB strings then holds at most ~100 MB in liblsl and 64 MB in one pull.
+_MAX_STRING_VALUES = 64
+_STRING_BUFLEN = 1
+# liblsl's queue for a numeric inlet (max_buflen_s of samples) is shortened so that it holds at most this much.
+_MAX_QUEUE_BYTES = 512 << 20
 # Events kept in StreamReader.events.
 _EVENT_HISTORY = 1000
 # Timeout of the blocking calls made while reattaching to a stream that the resolver already sees, in s.
@@ -148,6 +170,8 @@ class ReaderStats:
         Samples holding NaN or ±Inf.
     last_timestamp_s : float
         Local-clock timestamp of the last sample (NaN before the first), in s.
+    n_truncated : int
+        String values cut to :data:`MAX_STRING_CHARS` or holding invalid UTF-8 (replaced characters).
     """
 
     state: str
@@ -163,6 +187,7 @@ class ReaderStats:
     n_reconnects: int
     n_nonfinite: int
     last_timestamp_s: float
+    n_truncated: int = 0
 
 
 def _check_layout(old: StreamDescription, new: StreamDescription, what: str) -> None:
@@ -178,7 +203,8 @@ def _check_layout(old: StreamDescription, new: StreamDescription, what: str) -> 
     ]
     if changes:
         raise StreamMismatchError(
-            f"stream '{old.name}' (source_id '{old.source_id}') {what}: {', '.join(changes)}"
+            f"stream '{safe_text(old.name, 64)}' (source_id '{safe_text(old.source_id, 64)}') {what}: "
+            f"{', '.join(changes)}"
         )
 
 
@@ -186,8 +212,12 @@ def _close_opened(future: Future) -> None:
     """Close an inlet that was opened for a reader that no longer wants it."""
     if future.cancelled() or future.exception() is not None:
         return
+    _close_quietly(future.result().inlet)
+
+
+def _close_quietly(inlet: pylsl.StreamInlet) -> None:
     try:
-        future.result().inlet.close_stream()
+        inlet.close_stream()
     except Exception:  # noqa: BLE001 - the outlet may be gone already; closing must not fail
         logger.debug("close_stream failed", exc_info=True)
 
@@ -248,6 +278,8 @@ class StreamReader:
         self._info: pylsl.StreamInfo | None = None
         self._description: StreamDescription | None = None
         self._channels: tuple[list[str], list[str], list[str]] = ([], [], [])
+        self._notes: tuple[str, ...] = ()
+        self._foreign_seen: set[str] = set()
         self._error: StreamMismatchError | None = None
         self._reset()
 
@@ -263,7 +295,7 @@ class StreamReader:
         self._clock_read_at_s = -math.inf
         self._samples = 0
         self._n_gaps = self._n_missing = self._n_jumps = 0
-        self._n_disconnects = self._n_reconnects = self._n_nonfinite = 0
+        self._n_disconnects = self._n_reconnects = self._n_nonfinite = self._n_truncated = 0
         self._last_ts = math.nan
         self._buffer: np.ndarray | None = None
         self._dejitter: Dejitterer | None = None
@@ -301,6 +333,7 @@ class StreamReader:
         else:
             info = resolve_selector(self._source, timeout_s)
         desc = StreamDescription.from_info(info)
+        desc.check_openable()
         if self.require_regular and (not desc.is_regular or not desc.is_numeric):
             raise StreamMismatchError(
                 f"stream {desc.summary()} is {'a string' if not desc.is_numeric else 'an irregular'} stream; "
@@ -321,21 +354,41 @@ class StreamReader:
 
         The first offset takes liblsl ~0.65 s; with ``clock_timeout_s = 0`` it is left to later refreshes.
         """
-        inlet = pylsl.StreamInlet(info, max_buflen=max(1, round(self.max_buflen_s)), recover=False)
-        full = inlet.info(timeout=timeout_s)
-        inlet.open_stream(timeout=timeout_s)
+        advertised = StreamDescription.from_info(info)
+        inlet = pylsl.StreamInlet(info, max_buflen=self._queue_s(advertised), recover=False)
         try:
-            offset = float(inlet.time_correction(timeout=clock_timeout_s))
-        except LSLTimeoutError:
-            offset = None
+            full = inlet.info(timeout=timeout_s)
+            # An outlet may advertise one layout and describe another: everything is sized from what was checked.
+            described = StreamDescription.from_info(full)
+            _check_layout(advertised, described, "describes another layout than it advertised")
+            described.check_openable()
+            inlet.open_stream(timeout=timeout_s)
+            try:
+                offset = float(inlet.time_correction(timeout=clock_timeout_s))
+            except LSLTimeoutError:
+                offset = None
+        except BaseException:
+            _close_quietly(inlet)
+            raise
         return _Opened(inlet, full, offset)
+
+    def _queue_s(self, desc: StreamDescription) -> int:
+        """The queue liblsl keeps for the inlet, in s (x100 samples when irregular), bounded in bytes."""
+        if not desc.is_numeric:
+            return _STRING_BUFLEN
+        values_per_s = desc.n_channels * (desc.sfreq_hz if desc.is_regular else 100.0)
+        return max(1, min(round(self.max_buflen_s), int(_MAX_QUEUE_BYTES // (8 * values_per_s))))
 
     def _install(self, opened: _Opened) -> None:
         """Make an opened inlet the current one: description, channels, clock, dejitterer, buffer."""
         self._inlet = opened.inlet
         self._info = opened.info
         self._description = StreamDescription.from_info(opened.info)
-        self._channels = channels_from_info(opened.info)
+        meta = read_channels(opened.info)
+        self._channels = (list(meta.labels), list(meta.units), list(meta.types))
+        self._notes = meta.notes
+        for note in meta.notes:
+            logger.warning("stream %s: %s", self._description.key, note)
         if opened.clock_offset_s is not None:
             self._clock_offset_s = opened.clock_offset_s
             self._clock_read_at_s = pylsl.local_clock()
@@ -344,8 +397,12 @@ class StreamReader:
         rate = self._description.sfreq_hz
         self._dejitter = Dejitterer(rate, label=self._description.name, **self._dejitter_kwargs)
         if self._description.is_numeric:
-            n = max(_MIN_BUFFER_SAMPLES, math.ceil(_BUFFER_S * rate))
+            n = min(max(_MIN_BUFFER_SAMPLES, math.ceil(_BUFFER_S * rate)), self._max_buffer_rows(opened.inlet))
             self._buffer = np.empty((n, self._description.n_channels), dtype=opened.inlet.np_dtype)
+
+    def _max_buffer_rows(self, inlet: pylsl.StreamInlet) -> int:
+        row_bytes = self._description.n_channels * np.dtype(inlet.np_dtype).itemsize
+        return max(1, _MAX_BUFFER_BYTES // row_bytes)
 
     def close(self) -> None:
         """Close the inlet (idempotent). The reader can be connected again."""
@@ -357,10 +414,7 @@ class StreamReader:
             self._reopening.add_done_callback(_close_opened)
             self._reopening = None
         if self._inlet is not None:
-            try:
-                self._inlet.close_stream()
-            except Exception:  # noqa: BLE001 - the outlet may already be gone; closing must not fail
-                logger.debug("close_stream failed", exc_info=True)
+            _close_quietly(self._inlet)
         self._inlet = None
         self._resolver = None
 
@@ -428,11 +482,8 @@ class StreamReader:
                 self._grow_buffer()
             data = buf[:n].copy()
         else:
-            values, ts = inlet.pull_chunk(timeout=0.0, max_samples=_MIN_BUFFER_SAMPLES)
+            data, ts = self._pull_strings(inlet)
             n = len(ts)
-            data = np.empty((n, self._description.n_channels), dtype=object)
-            if n:
-                data[:] = values
         if n == 0:
             return self._flush_events()
         timestamps = np.asarray(ts, dtype=np.float64) + self._clock_offset_s
@@ -457,10 +508,43 @@ class StreamReader:
         pending, self._pending = tuple(self._pending), []
         return Chunk(data, timestamps, update.dejittered, self._clock_offset_s, pending, n_bad)
 
+    def _pull_strings(self, inlet: pylsl.StreamInlet) -> tuple[np.ndarray, np.ndarray]:
+        """Take up to ``_MAX_STRING_VALUES`` string values as an object array of ``str``, each value cut."""
+        n_ch = self._description.n_channels
+        n_max = max(1, _MAX_STRING_VALUES // n_ch)
+        try:
+            raw, ts = inlet.pull_chunk(timeout=0.0, max_samples=n_max, as_numpy=True)
+        except TypeError:  # pylsl before 1.18 decodes (strictly) by itself
+            try:
+                raw, ts = inlet.pull_chunk(timeout=0.0, max_samples=n_max)
+            except UnicodeDecodeError:
+                self._n_truncated += 1
+                logger.warning("stream %s sent a string that is not UTF-8; that chunk is dropped", self.name)
+                return np.empty((0, n_ch), dtype=object), np.empty(0)
+        n = len(ts)
+        data = np.empty((n, n_ch), dtype=object)
+        if n:
+            flat = [self._cut_string(v) for row in raw for v in row]
+            data.ravel()[:] = flat
+        return data, np.asarray(ts, dtype=np.float64)
+
+    def _cut_string(self, value: bytes | str) -> str:
+        """A string value decoded (bad UTF-8 replaced) and cut to :data:`MAX_STRING_CHARS` characters."""
+        if isinstance(value, str):
+            text = value
+        else:
+            text = bytes(value[: 4 * MAX_STRING_CHARS]).decode("utf-8", errors="replace")
+        cut = len(text) > MAX_STRING_CHARS or len(value) > 4 * MAX_STRING_CHARS or "\ufffd" in text
+        if cut:
+            self._n_truncated += 1
+            text = text[:MAX_STRING_CHARS]
+        return text
+
     def _grow_buffer(self) -> None:
         """A pull filled the buffer, so more was waiting: double it (bounded) so the backlog drains faster."""
         rows, n_channels = self._buffer.shape
         limit = max(_MIN_BUFFER_SAMPLES, math.ceil(_MAX_BUFFER_S * self._description.sfreq_hz))
+        limit = min(limit, self._max_buffer_rows(self._inlet))
         if rows < limit:
             self._buffer = np.empty((min(2 * rows, limit), n_channels), dtype=self._buffer.dtype)
 
@@ -518,6 +602,9 @@ class StreamReader:
             except (LostError, LSLTimeoutError):
                 logger.debug("stream '%s' seen but not reachable yet; will retry", self.name)
                 return
+            except StreamMismatchError as err:  # it advertised the old layout but describes another
+                self._fail(err)
+                raise
             self._install(opened)
             self._resolver = None
             self._state = ReaderState.CONNECTED
@@ -531,18 +618,30 @@ class StreamReader:
         candidates = self._resolver.results()
         if not candidates:
             return
-        info = candidates[0]
-        old, new = self._description, StreamDescription.from_info(info)
+        old = self._description
+        described = [StreamDescription.from_info(i) for i in candidates]
+        pick = pick_successor(old, described)
+        for d in described:
+            if d.uid not in self._foreign_seen and (pick is None or d.uid != described[pick].uid):
+                self._foreign_seen.add(d.uid)
+                logger.warning("stream %s from host '%s' has the source id of lost stream '%s' (host '%s'): "
+                               "not taken for it", d.key, safe_text(d.hostname), self.name, safe_text(old.hostname))
+        if pick is None:
+            return
+        info, new = candidates[pick], described[pick]
         try:
             _check_layout(old, new, "came back changed")
         except StreamMismatchError as err:
-            self._error = err
-            self._state = ReaderState.FAILED
-            self._resolver = None
-            logger.error("%s", err)
+            self._fail(err)
             raise
         # The same source keeps its clock: resume on the old offset and let the refreshes update it.
         self._reopening = _OPENER.submit(self._open_inlet, info, _REATTACH_TIMEOUT_S, 0.0)
+
+    def _fail(self, err: StreamMismatchError) -> None:
+        self._error = err
+        self._state = ReaderState.FAILED
+        self._resolver = None
+        logger.error("%s", err)
 
     def _reconnect_gap(self, first_ts: float) -> GapEvent:
         """The gap between the last sample before a loss and the first one after the reconnection."""
@@ -603,6 +702,12 @@ class StreamReader:
         return self._buffer.dtype if self._buffer is not None else np.dtype(object)
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """What was odd about the stream's channel description and how it was read (empty when it was clean)."""
+        self._check_connected("notes")
+        return self._notes
+
+    @property
     def channel_labels(self) -> list[str]:
         """Channel labels from the stream's description (``ch1``… where it has none)."""
         self._check_connected("channel_labels")
@@ -654,4 +759,5 @@ class StreamReader:
             n_reconnects=self._n_reconnects,
             n_nonfinite=self._n_nonfinite,
             last_timestamp_s=self._last_ts,
+            n_truncated=self._n_truncated,
         )
