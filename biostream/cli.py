@@ -91,6 +91,7 @@ def streams(wait_s: float, as_json: bool) -> None:
     import json
 
     from biostream.lsl import list_streams
+    from devices.lsl_meta import safe_text
 
     found = list_streams(wait_s=wait_s)
     if as_json:
@@ -102,11 +103,12 @@ def streams(wait_s: float, as_json: bool) -> None:
         return
     header = f"{'name':<28} {'type':<10} {'ch':>4} {'rate_hz':>9} {'format':<9} {'source_id':<30} host"
     click.echo(header)
-    for s in found:
+    for s in found:  # names come from the network: no control characters (terminal escapes) reach the terminal
         rate = f"{s.sfreq_hz:g}" if s.sfreq_hz > 0 else "irreg."
+        name, type_, source_id, host = (safe_text(v, 80) for v in (s.name, s.type, s.source_id, s.hostname))
         click.echo(
-            f"{s.name:<28} {s.type:<10} {s.n_channels:>4} {rate:>9} {s.channel_format:<9} {s.source_id:<30} "
-            f"{s.hostname}"
+            f"{name:<28} {type_:<10} {s.n_channels:>4} {rate:>9} {s.channel_format:<9} {source_id:<30} {host}"
+            + (f"  (cannot be monitored: {'; '.join(s.problems)})" if s.problems else "")
         )
 
 

@@ -149,10 +149,14 @@ def inference_actor_options() -> dict[str, Any]:
 
 
 def current_node_id() -> str:
-    """The Ray node this process runs on ('' outside Ray)."""
-    try:
-        import ray
+    """The Ray node this process runs on ('' outside Ray).
 
+    Outside Ray it does not ask (``get_runtime_context`` would start or join a cluster to answer).
+    """
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ""
+    try:
         return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - not in a Ray worker or driver
         return ""

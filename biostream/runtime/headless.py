@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 def default_selectors(modality: str, wait_s: float = 1.5) -> list[dict[str, str]]:
     """Selectors for every visible stream whose type is the bundle's modality (by its aliases, any case)."""
     accepted = MODALITY_TYPES.get(modality.lower(), (modality.lower(),))
-    found = [d for d in list_streams(wait_s=wait_s) if d.type.lower() in accepted and d.is_regular]
+    found = [d for d in list_streams(wait_s=wait_s) if d.type.lower() in accepted and d.is_regular and not d.problems]
     if not found:
         raise BadInputError(
             f"no visible stream of type {'/'.join(t.upper() for t in accepted)} for this {modality.upper()} model; "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,11 @@ logger = logging.getLogger(__name__)
 
 # Seconds after which a problem stops colouring the health amber.
 _RECENT_S = 10.0
+# Marker samples kept between two take_markers() calls (the oldest go first): a flooding marker stream costs
+# at most this many strings of at most biostream.lsl.inlet.MAX_STRING_CHARS characters.
+_MAX_MARKERS = 2000
+# The display history never holds more than this many bytes (a wide, fast stream keeps fewer seconds).
+_MAX_DISPLAY_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,8 @@ class StreamPipeline:
         self.provider = ""
         self._waiting: dict[int, Outcome] = {}  # outcomes that arrived before an earlier window's
         self._next_seq = 0
-        self._markers: list[Marker] = []
+        self._markers: deque[Marker] = deque(maxlen=_MAX_MARKERS)
+        self.markers_dropped = 0
 
     # ------------------------------------------------------------------ set-up
     def connect(self, timeout_s: float = 5.0) -> list[str]:
@@ -166,7 +173,7 @@ class StreamPipeline:
         """
         reader = self.reader.connect(timeout_s)
         info = reader.description
-        notes: list[str] = []
+        notes: list[str] = [f"channel description: {note}" for note in reader.notes]
         model = self.spec.model
         if model is not None:
             spec = model.spec
@@ -179,7 +186,7 @@ class StreamPipeline:
             except StreamMismatchError:
                 reader.close()
                 raise
-            notes = list(self.match.notes)
+            notes += list(self.match.notes)
             self._scales = np.asarray(self.match.scales, dtype=np.float32)
             if np.all(self._scales == 1.0):
                 self._scales = None
@@ -188,10 +195,9 @@ class StreamPipeline:
                 target_sfreq_hz=spec.sfreq_hz, name=self.key,
             )
         if info.is_numeric:
-            self._display = RingBuffer(
-                max(1, math.ceil(self.display_s * info.sfreq_hz)) if info.is_regular else 4096,
-                info.n_channels, dtype=np.float32, name=self.key,
-            )
+            rows = max(1, math.ceil(self.display_s * info.sfreq_hz)) if info.is_regular else 4096
+            rows = min(rows, max(1, _MAX_DISPLAY_BYTES // (4 * info.n_channels)))
+            self._display = RingBuffer(rows, info.n_channels, dtype=np.float32, name=self.key)
         return notes
 
     def close(self) -> None:
@@ -231,7 +237,12 @@ class StreamPipeline:
 
     def _feed(self, data: np.ndarray, ts: np.ndarray, splits: list, arrival_s: float, out: list[Window]) -> None:
         """Push a chunk into the display ring and the windower, splitting it where a gap or a jump falls."""
-        if data.dtype == object:  # a marker stream: keep its labels for the driver
+        if data.dtype == object:  # a marker stream: keep its labels for the driver (bounded; values already cut)
+            overflow = len(self._markers) + len(ts) - _MAX_MARKERS
+            if overflow > 0:
+                if not self.markers_dropped:
+                    logger.warning("marker stream %s floods: keeping its newest %d markers", self.key, _MAX_MARKERS)
+                self.markers_dropped += overflow
             self._markers.extend(Marker(self.key, float(t), str(row[0])) for t, row in zip(ts, data))
             return
         if self._display is not None:
@@ -358,7 +369,8 @@ class StreamPipeline:
 
     def take_markers(self) -> list[Marker]:
         """The marker-stream samples since the last call (marker streams only; [] otherwise)."""
-        markers, self._markers = self._markers, []
+        markers = list(self._markers)
+        self._markers.clear()
         return markers
 
     def snapshot(self, seconds: float, points: int, until_s: float | None = None) -> dict[str, Any]:

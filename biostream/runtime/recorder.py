@@ -10,6 +10,12 @@ them), the prediction streams with their bundle metadata, and a header naming th
 
 A write that fails (disk full, path gone) stops the recording, not the session: the file keeps what was
 written and an event says why.
+
+What a stream declares is untrusted (anyone on the network can publish one): streams beyond the reader's limits
+are not recorded (an event says why), at most :data:`MAX_DESC_VALUES` simple description values of at most
+:data:`MAX_DESC_VALUE_CHARS` characters each are copied into the file (element names that are not plain XML names
+are skipped, and a description over :data:`devices.lsl_meta.MAX_DESC_BYTES` is not read), string samples arrive
+cut by the reader, and at most :data:`MAX_MARKER_STREAMS` marker streams are picked up by the watcher.
 """
 
 from __future__ import annotations
@@ -28,11 +34,20 @@ from biostream.runtime.cluster import current_node_id
 from biostream.runtime.records import SessionEvent
 from devices.errors import BadInputError
 from devices.formats import XdfWriter
+from devices.formats._xdf_spec import is_xml_name
+from devices.lsl_meta import MAX_DESC_BYTES, safe_text
 
 logger = logging.getLogger(__name__)
 
 # Re-write a stream's clock offset at least this often (s), as LabRecorder does.
 _OFFSET_EVERY_S = 5.0
+#: Most ``<desc>`` values of a stream copied into the recording, and the longest kept (characters).
+MAX_DESC_VALUES = 64
+MAX_DESC_VALUE_CHARS = 1024
+#: Most marker streams the watcher starts recording (the session's own streams do not count).
+MAX_MARKER_STREAMS = 64
+# Children of a description looked at for its values (a description may list 100,000 elements).
+_MAX_DESC_CHILDREN = 1024
 
 
 @dataclass
@@ -44,13 +59,22 @@ class _Recorded:
 
 
 def _desc_values(info: pylsl.StreamInfo) -> dict[str, str]:
-    """The simple ``<key>value</key>`` children of a stream's description (channels excluded)."""
-    values = {}
+    """The simple ``<key>value</key>`` children of a stream's description (channels excluded), bounded.
+
+    At most :data:`MAX_DESC_VALUES` values among the first ``_MAX_DESC_CHILDREN`` children, each cut to
+    :data:`MAX_DESC_VALUE_CHARS` characters without control characters; names that are not plain XML names are
+    skipped; nothing from a description over ``MAX_DESC_BYTES``.
+    """
+    values: dict[str, str] = {}
+    if len(info.as_xml().encode("utf-8", "replace")) > MAX_DESC_BYTES:
+        return values
     child = info.desc().first_child()
-    while not child.empty():
+    for _ in range(_MAX_DESC_CHILDREN):
+        if child.empty() or len(values) >= MAX_DESC_VALUES:
+            break
         name, value = child.name(), child.child_value()
-        if name != "channels" and value:
-            values[name] = value
+        if name != "channels" and value and is_xml_name(name) and name not in values:
+            values[name] = safe_text(value, MAX_DESC_VALUE_CHARS)
         child = child.next_sibling()
     return values
 
@@ -94,6 +118,7 @@ class SessionRecorder:
             self._stop.set()
         self._markers = pylsl.ContinuousResolver(pred="channel_format='string'") if record_markers else None
         self._seen: set[str] = set()
+        self._markers_capped = False
         self._thread = threading.Thread(target=self._run, name="biostream-recorder", daemon=True)
         if self._writer is not None:
             self._thread.start()
@@ -115,7 +140,9 @@ class SessionRecorder:
         except BadInputError as err:
             with self._lock:
                 self._opening.discard(key)
-            return {"ok": False, "error": str(err).splitlines()[0]}
+            message = f"not recording: {str(err).splitlines()[0]}"
+            logger.warning("%s", message)
+            return {"ok": False, "error": message}
         desc = reader.description
         with self._lock:
             self._opening.discard(key)
@@ -125,6 +152,11 @@ class SessionRecorder:
                     channel_units=reader.channel_units, channel_types=reader.channel_types,
                     source_id=desc.source_id, desc=_desc_values(reader.info),
                 )
+            except BadInputError as err:  # a header the file format cannot hold: skip this stream, keep recording
+                reader.close()
+                message = f"not recording {desc.summary()}: {str(err).splitlines()[0]}"
+                logger.warning("%s", message)
+                return {"ok": False, "error": message}
             except OSError as err:
                 reader.close()
                 self._fail(err)
@@ -181,9 +213,20 @@ class SessionRecorder:
             return
         for info in self._markers.results():
             if info.uid() not in self._seen:
+                if len(self._seen) >= MAX_MARKER_STREAMS:
+                    if not self._markers_capped:
+                        self._markers_capped = True
+                        self._note(f"more than {MAX_MARKER_STREAMS} marker streams in view: only the first "
+                                   f"{MAX_MARKER_STREAMS} are recorded")
+                    return
                 self._seen.add(info.uid())
                 description = StreamDescription.from_info(info)
                 threading.Thread(target=self.add_stream, args=(description,), daemon=True).start()
+
+    def _note(self, message: str) -> None:
+        logger.warning("%s", message)
+        with self._lock:
+            self._events.append(SessionEvent("recording", message, level="warning", at_s=pylsl.local_clock()))
 
     def _write_all(self) -> None:
         now = pylsl.local_clock()

@@ -227,6 +227,15 @@ class MonitorSession:
         """The monitored streams by key."""
         return dict(self._pool.specs) if self._pool is not None else {}
 
+    @property
+    def prediction_streams(self) -> dict[str, StreamDescription]:
+        """The session's own prediction outlets, by the key of the stream they predict on.
+
+        Tell them from other streams by ``uid`` (liblsl draws one at random for every outlet): a name or a
+        source id can be copied by anyone who sees them.
+        """
+        return dict(self._pool.prediction_streams) if self._pool is not None else {}
+
     def _unique_key(self, description: StreamDescription) -> str:
         key, k = description.name, 2
         while key in self._pool.specs:
