@@ -100,7 +100,7 @@ def test_connect_predict_unplug_recover_record_and_a_corrupt_bundle(qtbot, tmp_p
         assert row["latency p50 / p99"].split(" / ")[0] != "–"
         x, y = window.signals.plots[name].curve.getData()
         assert x is not None and np.isfinite(y[:-1]).sum() > 100  # the PPG itself is drawn (then a row separator)
-        assert window.streams.in_use[name].startswith("model: stress")
+        assert window.streams.use_of(name)[0].startswith("model: stress")
 
         # A corrupt bundle: a message in plain words, the open one stays, the window keeps working.
         corrupt = tmp_path / "corrupt.bxb"

@@ -14,6 +14,7 @@ import time
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from biostream.runtime.records import SessionEvent, StreamHealth
+from ui.text import TIP_CHARS, shown, tooltip
 
 LEVEL_COLOURS = {"green": "#2E7D32", "amber": "#F9A825", "red": "#C62828"}
 EVENT_COLOURS = {"info": None, "warning": "#F9A825", "error": "#C62828"}
@@ -70,7 +71,7 @@ class HealthTable(QtWidgets.QTableWidget):
                     item = QtWidgets.QTableWidgetItem()
                     self.setItem(row, col, item)
                 item.setText(text)
-                item.setToolTip(h.message if col == 1 and h.message else text)
+                item.setToolTip(tooltip(h.message if col == 1 and h.message else text))
             dot = self.item(row, 1)
             dot.setIcon(_dot(LEVEL_COLOURS.get(h.level, "#9E9E9E")))
 
@@ -96,7 +97,7 @@ class EventLog(QtWidgets.QListWidget):
     def add_line(self, message: str, level: str = "info", stream: str = "") -> None:
         """Prepend one line (also used for the window's own messages)."""
         where = f"[{stream}] " if stream else ""
-        item = QtWidgets.QListWidgetItem(f"{time.strftime('%H:%M:%S')}  {where}{message}")
+        item = QtWidgets.QListWidgetItem(shown(f"{time.strftime('%H:%M:%S')}  {where}{message}", TIP_CHARS))
         colour = EVENT_COLOURS.get(level)
         if colour:
             item.setForeground(QtGui.QColor(colour))

@@ -27,6 +27,7 @@ from ui.health_view import EventLog, HealthTable
 from ui.panels import ModelPanel, StreamsPanel
 from ui.signals_view import SCALINGS, SignalsView
 from ui.sources import Source, SourceManager
+from ui.text import shown
 from ui.timeline import PredictionTimeline
 
 SPANS_S = (5, 10, 30, 60, 120)
@@ -63,6 +64,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._started = False
         self._recording_since: float | None = None
         self._until_s: float | None = None
+        self._truth_uid = ""  # the outlet picked as the ground truth
+        self._marked: dict[str, list[str]] = {}  # stream key -> uids marked "in use" for it
         self._build()
         self._wire()
         self._restore()
@@ -240,7 +243,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if with_model and bundle is None:
             self.say("open a bundle first (Ctrl+O), or use Display to see the stream without a model", "warning")
             return
-        self.say(f"connecting to '{description.name}'…")
+        problems = description.problems
+        if problems:
+            self.say(f"'{shown(description.name)}' cannot be monitored: {'; '.join(problems)}", "warning")
+            return
+        self.say(f"connecting to '{shown(description.name)}'…")
         self.controller.add_stream(description, bundle=bundle)
 
     def monitor(self, description: StreamDescription, bundle: Any = None, hop_s: float | None = None) -> None:
@@ -249,23 +256,34 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _use_as_truth(self, description: StreamDescription) -> None:
         if description.is_numeric:
-            self.say(f"'{description.name}' is not a marker stream; the ground truth comes from one", "warning")
+            self.say(f"'{shown(description.name)}' is not a marker stream; the ground truth comes from one",
+                     "warning")
             return
-        self.timeline.set_truth_stream(description.name)
+        self._truth_uid = description.uid  # the truth is that outlet's, whatever its name shares with others
         self.controller.add_stream(description)
 
     def _on_stream_added(self, key: str, spec: Any) -> None:
         description = spec.description
+        for uid in self._marked.pop(key, []):
+            self.streams.mark(uid, "")
+        self._marked[key] = [description.uid]
         if not description.is_numeric:
-            self.streams.mark(description.name, "ground truth")
+            if description.uid == self._truth_uid:
+                self.timeline.set_truth_stream(key)
+            is_truth = key == self.timeline.truth_stream
+            self.streams.mark(description.uid, "ground truth" if is_truth else "markers", key)
             return
         self.signals.add_stream(key, description.type)
         self.timeline.link_x(self.signals.master_plot)
         if spec.model is not None:
             self.timeline.add_stream(key, spec.model.task, spec.model.class_names)
-            self.streams.mark(description.name, f"model: {spec.model.task}")
+            self.streams.mark(description.uid, f"model: {spec.model.task}", key)
+            own = self.controller.session.prediction_streams.get(key)
+            if own is not None:  # our prediction outlet: known by its uid, an impostor's row stays unmarked
+                self.streams.mark(own.uid, f"ours: {spec.model.task} predictions of {key}", key)
+                self._marked[key].append(own.uid)
         else:
-            self.streams.mark(description.name, "display")
+            self.streams.mark(description.uid, "display", key)
         self.model.set_targets(list(self.signals.plots))
         self.say(f"monitoring '{key}'" + (f" with {spec.model.task}" if spec.model else ""))
 
@@ -274,7 +292,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timeline.remove_stream(key)
         self.timeline.link_x(self.signals.master_plot)
         self.health.clear_stream(key)
-        self.streams.mark(key, "")
+        for uid in self._marked.pop(key, []):
+            self.streams.mark(uid, "")
         self.model.set_targets(list(self.signals.plots))
 
     # ------------------------------------------------------------------ model

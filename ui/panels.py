@@ -15,6 +15,7 @@ from PySide6 import QtCore, QtWidgets
 
 from biostream.lsl import StreamDescription
 from bridges.bundle import Bundle, bundle_summary
+from ui.text import shown, tooltip
 from ui.timeline import legend_html
 
 #: Metric names as a reader knows them, in the order they are shown.
@@ -67,6 +68,10 @@ class StreamsPanel(QtWidgets.QWidget):
         Stop monitoring this stream key.
     truth_requested(StreamDescription)
         Use this marker stream as the ground truth.
+
+    Streams are told apart by their ``uid`` (liblsl's random id of each outlet), never by name: another outlet
+    with the name or source id of a monitored stream, or of this session's own prediction streams, is a row of
+    its own with nothing in "in use". Names and labels are shown as plain text (see :mod:`ui.text`).
     """
 
     connect_requested = QtCore.Signal(object, bool)
@@ -82,7 +87,8 @@ class StreamsPanel(QtWidgets.QWidget):
         self.tree.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
         self.tree.itemDoubleClicked.connect(lambda *_: self._connect(with_model=True))
         self.visible: dict[str, StreamDescription] = {}  # uid -> description
-        self.in_use: dict[str, str] = {}  # source key (uid or name) -> what it is used for
+        self.in_use: dict[str, str] = {}  # uid -> what the session does with that outlet
+        self.keys: dict[str, str] = {}  # uid -> the monitored stream's key
         buttons = QtWidgets.QHBoxLayout()
         self.with_model = QtWidgets.QPushButton("Run model")
         self.with_model.setToolTip("Monitor the selected stream with the open bundle (double-click does the same)")
@@ -108,26 +114,38 @@ class StreamsPanel(QtWidgets.QWidget):
         self.tree.clear()
         for d in sorted(streams, key=lambda d: (d.name, d.type)):
             rate = f"{d.sfreq_hz:g} Hz" if d.is_regular else "irregular"
-            use = self.in_use.get(d.name, "")
-            item = QtWidgets.QTreeWidgetItem([d.name, d.type, str(d.n_channels), rate, use, d.hostname])
+            use = self.in_use.get(d.uid, "")
+            item = QtWidgets.QTreeWidgetItem([shown(d.name), shown(d.type), str(d.n_channels), rate, use,
+                                              shown(d.hostname)])
             item.setData(0, QtCore.Qt.ItemDataRole.UserRole, d.uid)
-            item.setToolTip(0, d.summary())
+            problems = d.problems
+            item.setToolTip(0, tooltip(f"{d.summary()}, uid {d.uid}"
+                                       + (f"; cannot be monitored: {'; '.join(problems)}" if problems else "")))
+            if problems:
+                item.setForeground(0, QtCore.Qt.GlobalColor.gray)
             self.tree.addTopLevelItem(item)
             if selected is not None and d.uid == selected.uid:
                 item.setSelected(True)
         for col in range(len(self.HEADERS)):
             self.tree.resizeColumnToContents(col)
 
-    def mark(self, name: str, use: str) -> None:
-        """Say what the session does with the stream called ``name`` ('' for nothing)."""
+    def mark(self, uid: str, use: str, key: str = "") -> None:
+        """Say what the session does with the outlet ``uid`` ('' for nothing), monitored under ``key``."""
         if use:
-            self.in_use[name] = use
+            self.in_use[uid] = use
+            if key:
+                self.keys[uid] = key
         else:
-            self.in_use.pop(name, None)
+            self.in_use.pop(uid, None)
+            self.keys.pop(uid, None)
         for k in range(self.tree.topLevelItemCount()):
             item = self.tree.topLevelItem(k)
-            if item.text(0) == name:
+            if item.data(0, QtCore.Qt.ItemDataRole.UserRole) == uid:
                 item.setText(self.HEADERS.index("in use"), use)
+
+    def use_of(self, name: str) -> list[str]:
+        """What the session does with each visible stream called ``name`` ('' where nothing)."""
+        return [self.in_use.get(d.uid, "") for d in self.visible.values() if d.name == name]
 
     def selected(self) -> StreamDescription | None:
         """The selected stream (None when none is)."""
@@ -147,7 +165,7 @@ class StreamsPanel(QtWidgets.QWidget):
     def _disconnect(self) -> None:
         description = self.selected()
         if description is not None:
-            self.disconnect_requested.emit(description.name)
+            self.disconnect_requested.emit(self.keys.get(description.uid, description.name))
 
 
 class ModelPanel(QtWidgets.QWidget):

@@ -21,6 +21,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from ui.text import html_text
+
 #: Default half-range per row in fixed scaling, by stream type (in the unit the key names).
 FIXED_HALF_RANGE = {"eeg": ("uV", 100.0), "ecg": ("uV", 1500.0), "emg": ("uV", 200.0), "acc": ("g", 2.0)}
 _UNIT_FACTORS = {"uv": 1.0, "µv": 1.0, "microvolts": 1.0, "mv": 1e3, "millivolts": 1e3, "v": 1e6}
@@ -38,9 +40,12 @@ def stream_pen(hue: int) -> Any:
 
 
 def new_time_plot(layout: pg.GraphicsLayout, row: int, title: str) -> pg.PlotItem:
-    """A plot on the session clock: titled, no menu or buttons, left axis :data:`AXIS_WIDTH_PX` wide."""
+    """A plot on the session clock: titled, no menu or buttons, left axis :data:`AXIS_WIDTH_PX` wide.
+
+    ``title`` is plain text (pyqtgraph renders titles as HTML, so it is escaped here).
+    """
     plot = layout.addPlot(row=row, col=0)
-    plot.setTitle(title, size="9pt")
+    plot.setTitle(html_text(title, 160), size="9pt")
     plot.setMenuEnabled(False)
     plot.hideButtons()
     plot.getAxis("left").setWidth(AXIS_WIDTH_PX)

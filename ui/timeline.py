@@ -21,6 +21,7 @@ from PySide6 import QtCore, QtWidgets
 
 from biostream.runtime.records import Marker, Prediction
 from ui.signals_view import new_time_plot, show_time_axis_on_last
+from ui.text import html_text, tooltip
 
 #: Class colours: a colour-blind-safe palette (Okabe-Ito), in class order.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
@@ -51,8 +52,9 @@ class Row:
 
 
 def legend_html(class_names: tuple[str, ...]) -> str:
-    """The class colours as a line of coloured squares with the class names."""
-    return " ".join(f"<span style='color:{class_colour(class_names, n)}'>&#9632;</span>&nbsp;{n}" for n in class_names)
+    """The class colours as a line of coloured squares with the class names (escaped)."""
+    return " ".join(f"<span style='color:{class_colour(class_names, n)}'>&#9632;</span>&nbsp;{html_text(n)}"
+                    for n in class_names)
 
 
 class StatePanel(QtWidgets.QWidget):
@@ -219,23 +221,24 @@ class PredictionTimeline(QtWidgets.QWidget):
             lines.append(f"<span style='{small}'>the first window fills in</span>")
         elif last.ok:
             colour = class_colour(row.class_names, last.label_name)
-            lines.append(f"<span style='font-size:xx-large;font-weight:bold;color:{colour}'>{last.label_name}</span>"
+            lines.append(f"<span style='font-size:xx-large;font-weight:bold;color:{colour}'>"
+                         f"{html_text(last.label_name)}</span>"
                          f" <span style='font-size:large'>{last.confidence:.0%}</span>")
         else:
             lines.append(f"<span style='font-size:x-large;font-weight:bold;color:{NO_PREDICTION}'>"
                          f"no prediction</span>")
-            lines.append(f"<span style='{small}'>{last.reason}</span>")
+            lines.append(f"<span style='{small}'>{html_text(last.reason, 300)}</span>")
         if self.truth_stream and last is not None:
             truth = self.truth_at(last.t_end)
             if truth is not None:
                 mark = "" if not last.ok else (" ✓" if truth == last.label_name else " ✗")
                 lines.append(f"<span style='{small}'>truth: <b style='color:{class_colour(row.class_names, truth)}'>"
-                             f"{truth}</b>{mark}</span>")
-        lines.append(f"<span style='{small}'>{row.key} · {row.task}</span>")
+                             f"{html_text(truth)}</b>{mark}</span>")
+        lines.append(f"<span style='{small}'>{html_text(row.key)} · {html_text(row.task)}</span>")
         lines.append(f"<span style='{small}'>{legend_html(row.class_names)}</span>")
         row.state.setText("<br>".join(lines))
         if last is not None:
-            row.state.setToolTip(last.reason or f"{row.task}: {last.label_name} ({last.confidence:.1%})")
+            row.state.setToolTip(tooltip(last.reason or f"{row.task}: {last.label_name} ({last.confidence:.1%})"))
 
     def _draw_truth(self) -> None:
         if self.t0 is None or not self.truth:
