@@ -94,3 +94,38 @@ def test_recording_to_a_full_place_is_refused_at_once_and_the_session_goes_on(tm
         session.stop()
     publisher.stop()
     assert (tmp_path / "instead.xdf").stat().st_size > 0
+
+
+def test_a_stream_that_fails_while_recorded_is_dropped_and_the_others_are_still_recorded(tmp_path, unique_id):
+    from biostream.lsl import list_streams
+    from biostream.runtime.recorder import SessionRecorder
+
+    good = Publisher(f"good-{unique_id}", f"good-{unique_id}", seed=17).start()
+    odd = Publisher(f"odd-{unique_id}", f"odd-{unique_id}", seed=18).start()
+    found = {d.source_id: d for d in list_streams(1.0) if d.source_id.endswith(unique_id)}
+    recorder = SessionRecorder(tmp_path / "two.xdf", record_markers=False)
+    try:
+        for description in found.values():
+            assert recorder.add_stream(description)["ok"]
+        time.sleep(1.0)
+        (odd_reader,) = [r.reader for r in recorder._streams.values() if r.reader.name == f"odd-{unique_id}"]
+
+        def broken_pull():  # a fault in one stream's reading, whatever its cause
+            raise RuntimeError("something no one foresaw")
+
+        odd_reader.pull = broken_pull
+        time.sleep(1.0)
+        (event,) = recorder.events()
+        assert event.kind == "recording" and event.level == "warning"
+        assert f"stopped recording stream 'odd-{unique_id}': RuntimeError: something no one foresaw" in event.message
+        before = recorder.counts()[f"good-{unique_id}"]
+        time.sleep(1.0)
+        assert recorder.recording and recorder.counts()[f"good-{unique_id}"] > before + 32
+    finally:
+        status = recorder.stop()
+        good.stop()
+        odd.stop()
+    assert status["recording"] is False and status["reason"] == ""
+    recording = read_recording(tmp_path / "two.xdf")
+    assert len(recording.stream(f"good-{unique_id}").timestamps) > 2 * 64
+    assert len(recording.stream(f"odd-{unique_id}").timestamps) > 32  # what came before the fault is kept
