@@ -132,6 +132,7 @@ def test_connect_predict_unplug_recover_record_and_a_corrupt_bundle(qtbot, tmp_p
         window.stop_recording()
         qtbot.waitUntil(lambda: "recording saved" in _events_text(window), timeout=30_000)
         assert not window.record_action.isChecked() and window.record_label.text() == ""
+        heartbeat.timer.stop()  # what follows is the test's own reading of the file, on this thread
         streams, _ = pyxdf.load_xdf(str(path))
         by_name = {s["info"]["name"][0]: s for s in streams}
         assert name in by_name and len(by_name[name]["time_stamps"]) > 3 * 64
