@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,65 @@ def test_truncated_and_mislabelled_files(tmp_path):
     rec_file = tmp_path / "1.rec"
     rec_file.write_bytes(blob)
     assert read_recording(rec_file).info["format"] == "edf"
+
+
+def edf_plus_bytes(first_onset: str, kind: str = "edf", n_records: int = 3, spr: int = 10) -> bytes:
+    """A minimal EDF+C / BDF+C file, byte by byte: one signal and the annotation signal, 1-s data records.
+
+    ``first_onset`` is the onset of the first record's time-keeping annotation (``"+0.25"``: the file starts 0.25 s
+    after the header's start time); record ``r`` starts ``r`` seconds later. pyedflib's writer cannot store such
+    a start exactly (it scales the fraction by 100 instead of 10), so the bytes are written here.
+    """
+    bdf = kind == "bdf"
+    width = 3 if bdf else 2
+    digital = (-8388608, 8388607) if bdf else (-32768, 32767)
+    ann_bytes = 60
+
+    def field(value, size: int) -> bytes:
+        return str(value).encode("ascii").ljust(size)[:size]
+
+    def per_signal(values, size: int) -> bytes:
+        return b"".join(field(v, size) for v in values)
+
+    header = (b"\xffBIOSEMI" if bdf else field(0, 8)) + field("X X X X", 80)
+    header += field("Startdate 02-JAN-2024 X X X", 80) + b"02.01.24" + b"03.04.05"
+    header += field(256 * 3, 8) + field("BDF+C" if bdf else "EDF+C", 44)
+    header += field(n_records, 8) + field(1, 8) + field(2, 4)  # records, seconds per record, signals
+    header += per_signal(["ECG", "BDF Annotations" if bdf else "EDF Annotations"], 16) + per_signal(["", ""], 80)
+    header += per_signal(["mV", ""], 8) + per_signal([-5, -1], 8) + per_signal([5, 1], 8)
+    header += per_signal([digital[0]] * 2, 8) + per_signal([digital[1]] * 2, 8) + per_signal(["", ""], 80)
+    header += per_signal([spr, ann_bytes // width], 8) + per_signal(["", ""], 32)
+    assert len(header) == 768
+    records = []
+    for r in range(n_records):
+        onset = Decimal(first_onset) + r
+        tal = f"{'+' if onset >= 0 else ''}{onset}".encode("ascii") + b"\x14\x14\x00"
+        samples = np.arange(spr, dtype="<i4").view(np.uint8).reshape(spr, 4)[:, :width].tobytes()
+        records.append(samples + tal.ljust(ann_bytes, b"\x00"))
+    return header + b"".join(records)
+
+
+@pytest.mark.parametrize(
+    ("kind", "onset", "expected"),
+    [
+        ("edf", "+0.25", "2024-01-02T03:04:05.250000"),  # pyedflib alone: 03:04:05.025000
+        ("edf", "+0.123456789", "2024-01-02T03:04:05.123457"),  # pyedflib alone: 03:04:05.012346
+        ("edf", "+0", "2024-01-02T03:04:05"),
+        ("edf", "-0.25", "2024-01-02T03:04:04.750000"),  # pyedflib alone: ValueError (microsecond < 0)
+        ("bdf", "+0.5", "2024-01-02T03:04:05.500000"),
+    ],
+)
+def test_a_start_between_two_seconds_is_read_from_the_first_record(tmp_path, kind, onset, expected):
+    path = tmp_path / f"sub.{kind}"
+    path.write_bytes(edf_plus_bytes(onset, kind))
+    rec = read_recording(path)
+    assert rec.info["start_datetime"] == expected
+    stream = rec.signal_streams[0]
+    assert stream.n_samples == 30 and stream.nominal_srate == 10.0
+    dmin, dmax = (-8388608, 8388607) if kind == "bdf" else (-32768, 32767)
+    np.testing.assert_allclose(stream.data[:10, 0], -5 + (np.arange(10) - dmin) * 10 / (dmax - dmin), atol=1e-9)
+    reader = pyedflib.EdfReader(str(path))  # what the workaround is for: edflib's 100-ns units read as ns
+    try:
+        assert reader.starttime_subsecond == int(Decimal(onset) * 10_000_000)
+    finally:
+        reader.close()

@@ -3,7 +3,9 @@
 * Signals are grouped by sampling rate: one :class:`~devices.recording.Stream` per distinct rate, channels in
   file order, values in physical units (``getPhysicalDimension``) as float64.
 * Timestamps are seconds from the start of the file (``i / rate``); the start date/time goes into
-  ``Recording.info["start_datetime"]`` (ISO 8601), with the patient/recording header fields.
+  ``Recording.info["start_datetime"]`` (ISO 8601, to the microsecond), with the patient/recording header fields.
+  An EDF+/BDF+ start that falls between two seconds is read from the time-keeping annotation of the first data
+  record here, not from pyedflib (see :func:`_start_datetime`).
 * EDF+/BDF+ annotations become one marker stream (``type="Markers"``) at their onsets; their durations
   (``-1`` when none) are in ``metadata["durations_s"]``.
 * Channel types are guessed from the labels (``ECG``, ``EMG``, ``EOG``, ``Resp``, ``PPG``, ...; ``EEG`` for
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +76,7 @@ def _read(path: Path, kind: str) -> Recording:
         reader = pyedflib.EdfReader(str(path))
     except OSError as err:
         message = str(err).splitlines()[0] if str(err) else "unreadable"
+        message = message.removeprefix(f"{path}: ")  # edflib's messages start with the path we name already
         raise RecordingFormatError(f"'{path}' could not be read as {kind.upper()}: {message}") from None
     try:
         return _to_recording(path, kind, reader)
@@ -123,18 +128,83 @@ def _to_recording(path: Path, kind: str, reader: pyedflib.EdfReader) -> Recordin
                 metadata={"durations_s": [float(d) for d in durations]},
             )
         )
-    header = reader.getHeader()
-    info: dict[str, Any] = {key: str(header.get(key, "")).strip() for key in _HEADER_FIELDS}
+    # Not reader.getHeader(): it calls getStartdatetime(), which fails on a start before the header's second.
+    info: dict[str, Any] = {key: _header_field(reader, key) for key in _HEADER_FIELDS}
     info.update(
         source=str(path),
         format=kind,
-        start_datetime=reader.getStartdatetime().isoformat(),
+        start_datetime=_start_datetime(path, kind, reader).isoformat(),
         file_duration_s=float(reader.getFileDuration()),
         datarecord_duration_s=float(reader.datarecord_duration),
         n_signals=int(n_signals),
     )
     logger.debug("'%s': %d signals in %d rate groups, %d annotations", path, n_signals, len(groups), len(onsets))
     return Recording(streams=streams, info=info)
+
+
+def _header_field(reader: pyedflib.EdfReader, key: str) -> str:
+    getter = {"sex": "getSex", "birthdate": "getBirthdate", "patient_additional": "getPatientAdditional",
+              "recording_additional": "getRecordingAdditional", "patientname": "getPatientName",
+              "patientcode": "getPatientCode", "admincode": "getAdmincode"}.get(key, "get" + key.capitalize())
+    return str(getattr(reader, getter)()).strip()
+
+
+def _start_datetime(path: Path, kind: str, reader: pyedflib.EdfReader) -> datetime:
+    r"""The date and time of the first sample, to the microsecond.
+
+    The header holds the start to the second; EDF+ puts the fraction in the onset of the first data record's
+    time-keeping annotation (``+0.25\x14\x14\x00``: the first record starts 0.25 s after the header's time).
+    edflib reads that onset into ``starttime_subsecond`` in units of 100 ns, but pyedflib's ``getStartdatetime``
+    divides it by 100 as if it were nanoseconds, which makes the fraction 10 times too small (0.025 s for 0.25 s),
+    and fails outright on a negative onset. So the onset is read here from the file itself (exactly, as a decimal),
+    with edflib's value, correctly scaled, as the fallback.
+    """
+    try:
+        base = datetime(
+            reader.startdate_year, reader.startdate_month, reader.startdate_day,
+            reader.starttime_hour, reader.starttime_minute, reader.starttime_second,
+        )
+    except ValueError as err:
+        raise RecordingFormatError(f"'{path}' has an impossible start date or time: {err}") from None
+    onset = _first_record_onset(path, kind)
+    if onset is None:
+        onset = Decimal(int(reader.starttime_subsecond)) / _EDFLIB_SUBSECOND_PER_S
+    return base + timedelta(microseconds=int((onset * 1_000_000).to_integral_value(ROUND_HALF_EVEN)))
+
+
+#: edflib's unit of ``starttime_subsecond``: 100 ns.
+_EDFLIB_SUBSECOND_PER_S = 10_000_000
+_ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
+_TIMEKEEPING = re.compile(rb"([+-]\d+(?:\.\d*)?)\x14\x14")
+
+
+def _first_record_onset(path: Path, kind: str) -> Decimal | None:
+    """The onset (s) of the time-keeping annotation in the first data record, or None (plain EDF/BDF, none found).
+
+    The first data record's onset says how long after the header's start date/time the record, and so the file,
+    starts; edflib accepts onsets in (-1, 1) for continuous files and refuses discontinuous ones (EDF+D).
+    """
+    try:
+        with open(path, "rb") as f:
+            fixed = f.read(256)
+            if not fixed[192:236].startswith((b"EDF+", b"BDF+")):
+                return None
+            header_bytes = int(fixed[184:192].decode("ascii"))
+            n_signals = int(fixed[252:256].decode("ascii"))
+            labels = [f.read(16).decode("latin-1").strip() for _ in range(n_signals)]
+            f.seek(256 + 216 * n_signals)
+            per_record = [int(f.read(8).decode("ascii")) for _ in range(n_signals)]
+            annotation = next(i for i, label in enumerate(labels) if label in _ANNOTATION_LABELS)
+            bytes_per_sample = 3 if kind == "bdf" else 2
+            f.seek(header_bytes + bytes_per_sample * sum(per_record[:annotation]))
+            tal = f.read(bytes_per_sample * per_record[annotation])
+    except (ValueError, StopIteration):  # the header was accepted by edflib: this is only the fallback's way in
+        return None
+    match = _TIMEKEEPING.match(tal)
+    if match is None:
+        return None
+    onset = Decimal(match[1].decode("ascii"))
+    return onset if abs(onset) < 1 else onset - int(onset)
 
 
 def _check_size(path: Path, kind: str) -> None:
