@@ -292,3 +292,92 @@ def test_reader_reports_damaged_files(tmp_path):
     with pytest.raises(RecordingFormatError, match="is empty"):
         read_recording(empty)
     assert os.path.getsize(header_only) > 4 and len(read_recording(header_only)) == 0
+
+
+# ------------------------------------------------------------------------------------ damage in the middle
+
+
+def _chunks(blob: bytes) -> list[tuple[int, int, int]]:
+    """``(start, end, tag)`` of every chunk of an intact file."""
+    out, pos = [], 4
+    while pos < len(blob):
+        width = blob[pos]
+        length = int.from_bytes(blob[pos + 1 : pos + 1 + width], "little")
+        tag = int.from_bytes(blob[pos + 1 + width : pos + 3 + width], "little")
+        out.append((pos, pos + 1 + width + length, tag))
+        pos += 1 + width + length
+    return out
+
+
+@pytest.fixture(scope="module")
+def recorded_like_labrecorder(tmp_path_factory):
+    """A minute of PPG, ECG and state markers written as a recorder writes: 0.5-s chunks, a boundary every 5 s."""
+    from devices.simulate import simulate_session
+
+    recording = simulate_session("stress", ["ppg", "ecg"], duration_s=60.0, seed=4, dwell_scale=0.1)
+    path = write_xdf(tmp_path_factory.mktemp("xdf") / "session.xdf", recording, chunk_s=0.5, boundary_interval_s=5.0)
+    return recording, path.read_bytes()
+
+
+def _pyxdf_counts(path: Path) -> dict[str, int]:
+    try:
+        streams, _ = pyxdf.load_xdf(str(path), synchronize_clocks=False, dejitter_timestamps=False)
+    except Exception:  # pyxdf gives up on some damage altogether
+        return {}
+    return {s["info"]["name"][0]: len(s["time_stamps"]) for s in streams}
+
+
+def test_the_writer_puts_boundary_chunks_between_chunks_of_interleaved_streams(recorded_like_labrecorder):
+    recording, blob = recorded_like_labrecorder
+    tags = [tag for _, _, tag in _chunks(blob)]
+    assert 10 <= tags.count(5) <= 13  # 60 s of samples, a boundary every 5 s
+    assert tags.count(3) > 200  # 0.5-s chunks of every stream
+    assert blob.count(bytes.fromhex("43A546DCCBF5410FB30ED5467383CBE4")) == tags.count(5)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "tag", "width byte", "width read as 1", "length too long", "length too short", "length huge",
+        "header and content",
+    ],
+)
+def test_damage_in_the_middle_keeps_what_comes_before_and_after(tmp_path, recorded_like_labrecorder, damage):
+    recording, blob = recorded_like_labrecorder
+    chunks = _chunks(blob)
+    samples = [(start, end) for start, end, tag in chunks if tag == 3]
+    start, end = samples[len(samples) // 2]  # a Samples chunk in the middle of the file
+    width = blob[start]
+    damaged = bytearray(blob)
+    if damage == "tag":
+        damaged[start + 1 + width : start + 3 + width] = b"\x77\x77"
+    elif damage == "width byte":
+        damaged[start] = 7
+    elif damage == "width read as 1":
+        damaged[start] = 1 if width != 1 else 4
+    elif damage.startswith("length"):
+        length = end - start - 1 - width
+        new = {"length too long": length + 37, "length too short": length - 5, "length huge": 2**31}[damage]
+        damaged[start + 1 : start + 1 + width] = (new % (1 << (8 * width))).to_bytes(width, "little")
+    else:
+        damaged[start : start + 24] = b"\xff" * 24  # header and the first samples: nothing to repair
+    path = tmp_path / "damaged.xdf"
+    path.write_bytes(bytes(damaged))
+
+    rec = read_xdf(path, synchronize_clocks=False)
+    theirs = _pyxdf_counts(path)
+    assert "truncated" not in rec.info
+    for stream in recording.streams:
+        got = rec.stream(stream.name)
+        assert got.n_samples >= theirs.get(stream.name, 0), (stream.name, got.n_samples, theirs)
+        # Everything after the damage is there: the stream ends where it ended.
+        assert got.timestamps[-1] == stream.timestamps[-1]
+    lost = sum(s.n_samples for s in recording.streams) - sum(s.n_samples for s in rec.streams)
+    if damage == "header and content":
+        (first, last), = rec.info["damaged_bytes"]
+        assert first == start and blob[last + 1 : last + 5] == b"\x01\x12\x05\x00"  # resumed at a Boundary
+        assert f"bytes {start}–{last} (" in rec.info["damage"] and "damaged and skipped" in rec.info["damage"]
+        assert 0 < lost < sum(s.n_samples for s in recording.streams) / 8  # at most one boundary interval
+    else:
+        assert lost == 0 and "damaged_bytes" not in rec.info  # the chunk is kept with a rewritten header
+        assert rec.info["repaired"][0].startswith(f"Samples chunk at byte {start}:")

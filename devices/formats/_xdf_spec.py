@@ -12,11 +12,9 @@ All numbers are little-endian. Header and footer XML is built by :func:`info_xml
 
 from __future__ import annotations
 
-import math
 import re
 import struct
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 from xml.sax.saxutils import escape
 
 from devices.errors import BadInputError
@@ -73,117 +71,8 @@ def encode_chunk(tag: int, content: bytes) -> bytes:
     return encode_varlen(len(body)) + body
 
 
-@dataclass(frozen=True)
-class ChunkScan:
-    """Where the complete chunks of an XDF file end.
-
-    Attributes
-    ----------
-    complete_bytes : int
-        Offset just past the last complete chunk (the file may be cut here and lose nothing complete).
-    file_bytes : int
-        The file's size.
-    n_chunks : int
-        Number of complete chunks.
-    has_file_header : bool
-        Whether a complete FileHeader chunk was found.
-    problem : str
-        Empty when the file ends exactly after a chunk; otherwise what was found at ``complete_bytes``.
-    tag_counts : dict of int to int
-        Number of complete chunks per tag.
-    absurd_header : str
-        Empty, or what is impossible in the first StreamHeader that declares an impossible stream (channel count,
-        rate, size): such a file is refused before it is parsed.
-    """
-
-    complete_bytes: int
-    file_bytes: int
-    n_chunks: int
-    has_file_header: bool
-    problem: str
-    tag_counts: dict[int, int] = field(default_factory=dict)
-    absurd_header: str = ""
-
-    @property
-    def truncated(self) -> bool:
-        """True when bytes after the last complete chunk were ignored."""
-        return self.complete_bytes < self.file_bytes
-
-
-def scan_chunks(f: BinaryIO, file_bytes: int) -> ChunkScan:
-    """Walk the chunk lengths of an open XDF file (positioned after the magic) without reading the contents.
-
-    Parameters
-    ----------
-    f : binary file
-        Positioned just after the 4 magic bytes.
-    file_bytes : int
-        Size of the file in bytes.
-    """
-    offset = len(MAGIC)
-    n_chunks = 0
-    has_header = False
-    problem = absurd = ""
-    tag_counts: dict[int, int] = {}
-    while offset < file_bytes:
-        f.seek(offset)
-        width = f.read(1)
-        if width[0] not in (1, 4, 8):
-            problem = f"invalid chunk length width {width[0]} at byte {offset}"
-            break
-        raw = f.read(width[0])
-        if len(raw) < width[0]:
-            problem = f"chunk length cut off at byte {offset}"
-            break
-        length = int.from_bytes(raw, "little")
-        start = offset + 1 + width[0]
-        tag_raw = f.read(2)
-        if len(tag_raw) < 2:
-            problem = f"chunk tag cut off at byte {offset}"
-            break
-        tag = struct.unpack("<H", tag_raw)[0]
-        if tag not in TAGS or length < 2:
-            problem = f"invalid chunk (tag {tag}, length {length}) at byte {offset}"
-            break
-        end = start + length
-        if end > file_bytes:
-            problem = f"{TAGS[tag]} chunk at byte {offset} needs {end - file_bytes} more bytes"
-            break
-        has_header = has_header or tag == TAG_FILE_HEADER
-        if tag == TAG_STREAM_HEADER and not absurd:
-            absurd = _absurd_stream_header(f, offset, length - 2)
-        n_chunks += 1
-        tag_counts[tag] = tag_counts.get(tag, 0) + 1
-        offset = end
-    return ChunkScan(offset, file_bytes, n_chunks, has_header, problem, tag_counts, absurd)
-
-
 #: Most channels a stream may declare (a 1024-electrode grid fits; 2³¹ would be allocated per sample).
 MAX_CHANNELS = 65536
-#: Largest StreamHeader read for the check (real ones are a few kB; the channel list makes them grow).
-_MAX_HEADER_BYTES = 16 * 1024 * 1024
-_FIELD = {name: re.compile(rf"<{name}>\s*([^<]*?)\s*</{name}>".encode()) for name in ("channel_count", "nominal_srate")}
-
-
-def _absurd_stream_header(f: BinaryIO, offset: int, content_bytes: int) -> str:
-    """What is impossible in the StreamHeader chunk at ``offset`` (the file is positioned at its content), or ''.
-
-    Checked before pyxdf parses the file, which would otherwise try to allocate what the header declares.
-    """
-    if content_bytes > _MAX_HEADER_BYTES:
-        return f"the StreamHeader at byte {offset} is {content_bytes} bytes long (at most {_MAX_HEADER_BYTES})"
-    content = f.read(content_bytes)
-    found = {name: pattern.search(content) for name, pattern in _FIELD.items()}
-    count, rate = (m.group(1).decode("utf-8", "replace") if m else "" for m in found.values())
-    if not count.isdigit() or not 1 <= int(count) <= MAX_CHANNELS:
-        return f"the stream declared at byte {offset} has channel_count {count!r} (1 to {MAX_CHANNELS} accepted)"
-    try:
-        srate = float(rate or 0.0)
-    except ValueError:
-        srate = math.nan
-    if not (math.isfinite(srate) and srate >= 0.0):
-        return f"the stream declared at byte {offset} has nominal_srate {rate!r} (a finite rate >= 0 is needed)"
-    return ""
 
 
 def xml_text(value: Any) -> str:

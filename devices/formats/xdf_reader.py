@@ -8,15 +8,23 @@ Parsing is pyxdf's. Choices made here:
   says they were applied.
 * **No dejittering** (``dejitter_timestamps=False``): timestamps are kept as recorded, so a replay reproduces
   the original timing, jitter included, and a file we wrote reads back bit for bit.
-* **Truncated files load what is complete.** The chunk lengths are walked first; if the file ends inside a
-  chunk (a recorder killed mid-write) only the complete prefix is handed to pyxdf, and
-  ``info["truncated"]`` says so. pyxdf alone fails on some cut points (inside a header or clock offset).
+* **Every chunk is checked first** (:mod:`devices.formats._xdf_scan`): header, content and stream ids. An
+  intact file goes to pyxdf as it is. Otherwise pyxdf gets only the valid chunks:
+
+  * **Truncated files load what is complete.** If the file ends inside a chunk (a recorder killed mid-write),
+    ``info["truncated"]``, ``truncated_at_byte`` and ``truncation`` say so. pyxdf alone fails on some cut
+    points (inside a header or clock offset).
+  * **Damaged files load what is intact**, before and after the damage. A chunk with a damaged header over
+    intact content is kept with its header rewritten (``info["repaired"]``); otherwise the damaged bytes are
+    skipped up to the next valid chunk or Boundary chunk, and ``info["damaged_bytes"]`` (``[first, last]``
+    byte pairs) and ``info["damage"]`` (one line) say which bytes were lost and why.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,7 @@ import pyxdf
 from devices.errors import RecordingFormatError
 from devices.formats import _xdf_spec as spec
 from devices.formats._files import require_file, require_magic
+from devices.formats._xdf_scan import scan_chunks
 from devices.recording import CHANNEL_FORMATS, Recording, Stream
 
 logger = logging.getLogger(__name__)
@@ -46,28 +55,28 @@ def read_xdf(path: str | Path, *, synchronize_clocks: bool = True) -> Recording:
     Recording
         One :class:`~devices.recording.Stream` per XDF stream, in file order; ``info`` holds the FileHeader
         fields (``version``, ``datetime``, custom fields such as ``bundle_sha256``) plus ``source``, ``format``
-        and, for a cut-off file, ``truncated``/``truncated_at_byte``/``truncation``.
+        and, for a cut-off file, ``truncated``/``truncated_at_byte``/``truncation``; for a damaged one
+        ``damaged_bytes``/``damage`` and ``repaired`` (see the module notes).
     """
     path = require_file(path)
     require_magic(path, "xdf")
-    file_bytes = path.stat().st_size
-    with open(path, "rb") as f:
-        f.seek(len(spec.MAGIC))
-        scan = spec.scan_chunks(f, file_bytes)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        scan = scan_chunks(data)
         if scan.absurd_header:
             raise RecordingFormatError(f"'{path}' cannot be read: {scan.absurd_header}")
         if not scan.has_file_header:
-            why = f": {scan.problem}" if scan.problem else ""
-            raise RecordingFormatError(f"'{path}' is truncated: it has no complete XDF FileHeader chunk{why}")
-        if scan.truncated:
-            logger.warning(
-                "'%s' is truncated (%s); reading the %d complete chunks (%d of %d bytes)",
-                path, scan.problem, scan.n_chunks, scan.complete_bytes, file_bytes,
-            )
-            f.seek(0)
-            source: Any = io.BytesIO(f.read(scan.complete_bytes))
+            if scan.truncated and not scan.damaged:
+                raise RecordingFormatError(
+                    f"'{path}' is truncated: it has no complete XDF FileHeader chunk: {scan.truncation}"
+                )
+            why = scan.problem or "none found"
+            raise RecordingFormatError(f"'{path}' has no readable XDF FileHeader chunk: {why}")
+        if scan.intact:
+            source: Any = str(path)
         else:
-            source = str(path)
+            logger.warning("'%s': %s; reading the %d readable chunks", path, scan.problem, scan.n_chunks)
+            pieces = [p if isinstance(p, bytes) else data[p[0] : p[1]] for p in scan.pieces]
+            source = io.BytesIO(b"".join([spec.MAGIC, *pieces]))
     # Without ClockOffset chunks there is nothing to apply (and pyxdf would warn about every stream).
     synchronize = synchronize_clocks and scan.tag_counts.get(spec.TAG_CLOCK_OFFSET, 0) > 0
     pyxdf_logger = logging.getLogger("pyxdf.pyxdf")
@@ -81,10 +90,18 @@ def read_xdf(path: str | Path, *, synchronize_clocks: bool = True) -> Recording:
         pyxdf_logger.removeFilter(_drop_segment_notice)
     info: dict[str, Any] = {}
     header = (file_header or {}).get("info") or {}
-    info.update({key: _simplify(value) for key, value in header.items()})
+    if isinstance(header, dict):  # a header of plain text (<info>x</info>) has no fields
+        info.update({key: _simplify(value) for key, value in header.items()})
     info.update({"source": str(path), "format": "xdf"})
     if scan.truncated:
-        info.update(truncated=True, truncated_at_byte=scan.complete_bytes, truncation=scan.problem)
+        info.update(truncated=True, truncated_at_byte=scan.complete_bytes, truncation=scan.truncation)
+    if scan.damaged:
+        info.update(
+            damaged_bytes=[[d.start, d.end - 1] for d in scan.damaged],
+            damage="; ".join(f"{d.describe()} damaged and skipped" for d in scan.damaged),
+        )
+    if scan.repaired:
+        info["repaired"] = list(scan.repaired)
     streams = [_to_stream(path, raw, synchronize) for raw in raw_streams]
     return Recording(streams=streams, info=info)
 

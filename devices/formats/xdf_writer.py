@@ -35,7 +35,9 @@ logger = logging.getLogger(__name__)
 
 # Header fields the writer sets itself (or that describe how a Recording was read, not the session).
 _RESERVED_HEADER = frozenset({"version", "datetime"})
-_NOT_HEADER = frozenset({"source", "format", "truncated", "truncated_at_byte", "truncation"})
+_NOT_HEADER = frozenset(
+    {"source", "format", "truncated", "truncated_at_byte", "truncation", "damaged_bytes", "damage", "repaired"}
+)
 
 
 @dataclass
@@ -60,6 +62,12 @@ class XdfWriter:
     header : dict of str to str, optional
         Extra FileHeader fields, e.g. ``{"bundle_sha256": "..."}``; keys must be valid XML element names.
         ``version`` (1.0) and ``datetime`` (now, ISO 8601) are always written.
+    boundary_interval_s : float or None
+        Write a Boundary chunk before a Samples chunk once the samples are this many seconds (of their own
+        timestamps) past the previous boundary, as LabRecorder does every 10 s. A reader that meets damage skips
+        only to the next boundary. None: only :meth:`write_boundary` writes them.
+    boundary_interval_bytes : int or None
+        Likewise once this many bytes were written since the previous boundary (fast streams fill 10 s quickly).
 
     Examples
     --------
@@ -68,8 +76,23 @@ class XdfWriter:
     ...     w.write_samples(sid, chunk, stamps)
     """
 
-    def __init__(self, path: str | Path, header: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        header: dict[str, str] | None = None,
+        *,
+        boundary_interval_s: float | None = 10.0,
+        boundary_interval_bytes: int | None = 1 << 20,
+    ) -> None:
         self._path = Path(path)
+        for name, value in (("boundary_interval_s", boundary_interval_s),
+                            ("boundary_interval_bytes", boundary_interval_bytes)):
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise BadInputError(f"'{name}' must be a positive number or None, got {value!r} instead.")
+        self._boundary_s = boundary_interval_s
+        self._boundary_bytes = boundary_interval_bytes
+        self._last_boundary_s: float | None = None  # sample time of the previous boundary (or the first sample)
+        self._bytes_since_boundary = 0
         fields = {str(k): str(v) for k, v in (header or {}).items()}
         for key in fields:
             spec.check_xml_name(key, f"header field {key!r}")
@@ -214,6 +237,7 @@ class XdfWriter:
         content = struct.pack("<I", stream_id) + spec.encode_varlen(len(stamps)) + payload
         with self._lock:
             self._check_open("write_samples()")
+            self._boundary_if_due(float(stamps[0]))
             self._write_chunk(spec.TAG_SAMPLES, content)
             if state.first_timestamp is None:
                 state.first_timestamp = float(stamps[0])
@@ -247,6 +271,18 @@ class XdfWriter:
         with self._lock:
             self._write_chunk(spec.TAG_BOUNDARY, spec.BOUNDARY_UUID)
 
+    def _boundary_if_due(self, first_stamp_s: float) -> None:
+        # Callers hold the lock. The first sample only starts the clock: a boundary right after the headers
+        # would protect nothing.
+        if self._last_boundary_s is None:
+            self._last_boundary_s = first_stamp_s
+            return
+        due_s = self._boundary_s is not None and first_stamp_s - self._last_boundary_s >= self._boundary_s
+        due_bytes = self._boundary_bytes is not None and self._bytes_since_boundary >= self._boundary_bytes
+        if due_s or due_bytes:
+            self._write_chunk(spec.TAG_BOUNDARY, spec.BOUNDARY_UUID)
+            self._last_boundary_s = first_stamp_s
+
     def close(self) -> None:
         """Write every stream's StreamFooter and close the file. Closing twice does nothing."""
         with self._lock:
@@ -269,8 +305,10 @@ class XdfWriter:
     def _write_chunk(self, tag: int, content: bytes) -> None:
         # Callers hold the lock (or are the constructor): one write per chunk, then flush, so a killed process
         # leaves at most one partial chunk at the end of the file.
-        self._file.write(spec.encode_chunk(tag, content))
+        chunk = spec.encode_chunk(tag, content)
+        self._file.write(chunk)
         self._file.flush()
+        self._bytes_since_boundary = 0 if tag == spec.TAG_BOUNDARY else self._bytes_since_boundary + len(chunk)
 
     def _state(self, stream_id: int) -> _StreamState:
         try:
@@ -285,7 +323,14 @@ class XdfWriter:
             raise RuntimeError(f"XdfWriter for '{self._path}' is closed; {call} needs an open writer")
 
 
-def write_xdf(path: str | Path, recording: Recording, header: dict[str, str] | None = None) -> Path:
+def write_xdf(
+    path: str | Path,
+    recording: Recording,
+    header: dict[str, str] | None = None,
+    *,
+    chunk_s: float | None = None,
+    boundary_interval_s: float | None = 10.0,
+) -> Path:
     """Write a whole :class:`~devices.recording.Recording` to an XDF file.
 
     Parameters
@@ -293,11 +338,17 @@ def write_xdf(path: str | Path, recording: Recording, header: dict[str, str] | N
     path : str or Path
         Output file.
     recording : Recording
-        Streams to write, each as one Samples chunk (in file order), with their clock offsets.
+        Streams to write, with their clock offsets.
     header : dict, optional
         FileHeader fields. Scalar entries of ``recording.info`` with XML-safe names (other than the reader's
-        bookkeeping: ``source``, ``format``, ``truncated*``, ``version``, ``datetime``) are written too;
-        ``header`` overrides them.
+        bookkeeping: ``source``, ``format``, ``truncated*``, ``damage*``, ``repaired``, ``version``,
+        ``datetime``) are written too; ``header`` overrides them.
+    chunk_s : float, optional
+        Write the samples as a recorder does: chunks of at most this many seconds, all streams interleaved in
+        time order, with Boundary chunks between them (see ``boundary_interval_s``). None (default): one Samples
+        chunk per stream, in stream order.
+    boundary_interval_s : float or None
+        As for :class:`XdfWriter`.
 
     Returns
     -------
@@ -320,7 +371,10 @@ def write_xdf(path: str | Path, recording: Recording, header: dict[str, str] | N
         ):
             fields[str(key)] = str(value)
     fields.update({str(k): str(v) for k, v in (header or {}).items()})
-    with XdfWriter(path, header=fields) as writer:
+    if chunk_s is not None and not (np.isfinite(chunk_s) and chunk_s > 0):
+        raise BadInputError(f"'chunk_s' must be a positive number of seconds or None, got {chunk_s!r} instead.")
+    with XdfWriter(path, header=fields, boundary_interval_s=boundary_interval_s) as writer:
+        ids = []
         for stream in recording.streams:
             desc = stream.metadata.get("desc")
             desc = {k: v for k, v in desc.items() if k != "channels"} if isinstance(desc, dict) else None
@@ -335,13 +389,34 @@ def write_xdf(path: str | Path, recording: Recording, header: dict[str, str] | N
                 source_id=stream.source_id,
                 desc=desc,
             )
-            if stream.n_samples:
+            ids.append(sid)
+            if chunk_s is None and stream.n_samples:
                 writer.write_samples(sid, stream.data, stream.timestamps)
+        if chunk_s is not None:
+            _write_interleaved(writer, recording, ids, chunk_s)
+        for sid, stream in zip(ids, recording.streams, strict=True):
             if stream.metadata.get("clock_synchronized"):
                 continue
             for collection_time_s, offset_s in stream.clock_offsets:
                 writer.write_clock_offset(sid, collection_time_s, offset_s)
     return Path(path)
+
+
+def _write_interleaved(writer: XdfWriter, recording: Recording, ids: list[int], chunk_s: float) -> None:
+    """Write every stream in chunks of at most ``chunk_s`` seconds, interleaved in time order."""
+    cursors = [0] * len(ids)
+    while True:
+        pending = [s.timestamps[c] for s, c in zip(recording.streams, cursors, strict=True) if c < s.n_samples]
+        if not pending:
+            return
+        edge = min(pending) + chunk_s  # every pass writes at least the earliest pending sample
+        for k, (sid, stream) in enumerate(zip(ids, recording.streams, strict=True)):
+            stop = int(np.searchsorted(stream.timestamps, edge, side="left"))
+            if cursors[k] < stream.n_samples and stream.timestamps[cursors[k]] < edge:
+                stop = max(stop, cursors[k] + 1)  # progress even where timestamps go back in time
+            if stop > cursors[k]:
+                writer.write_samples(sid, stream.data[cursors[k] : stop], stream.timestamps[cursors[k] : stop])
+                cursors[k] = stop
 
 
 def _numeric_samples(state: _StreamState, data: Any, stamps: np.ndarray) -> bytes:
