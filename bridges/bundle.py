@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import logging
+import struct
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -334,11 +335,23 @@ def write_bundle(
     return path
 
 
+#: How a member may be stored. bzip2 and LZMA members are refused: zipfile inflates each of their reads in one call,
+#: with no bound on the output, so a few kB of them could expand to gigabytes before any size is checked.
+_COMPRESSIONS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+# What zipfile raises for a damaged archive besides BadZipFile: impossible offsets (ValueError, OSError), a name
+# that is not UTF-8 (UnicodeDecodeError, a ValueError), unknown versions and methods (NotImplementedError), cut
+# records (EOFError, struct.error), encryption (RuntimeError), deflate errors (zlib.error).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, ValueError, OSError,
+               struct.error)
+
+
 def _read_members(data: bytes) -> dict[str, bytes]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise BundleError("not a bridge bundle (not a zip archive, or a truncated one).") from None
+    except _ZIP_ERRORS as err:
+        raise BundleError(f"not a bridge bundle (a damaged zip archive: {_first_line(err)}).") from None
     with archive:
         infos = archive.infolist()
         names = [info.filename for info in infos]
@@ -353,13 +366,41 @@ def _read_members(data: bytes) -> dict[str, bytes]:
             raise BundleError(f"lacks member {missing[0]!r}.")
         members = {}
         for info in infos:
-            if info.file_size > _MAX_BYTES[info.filename]:
+            limit = _MAX_BYTES[info.filename]
+            if info.file_size > limit:
                 raise BundleError(f"member {info.filename!r} is {info.file_size} bytes uncompressed, over the limit.")
-            try:
-                members[info.filename] = archive.read(info)
-            except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as err:
-                raise BundleError(f"member {info.filename!r} is corrupt or unreadable ({err}).") from None
+            if info.compress_type not in _COMPRESSIONS:
+                raise BundleError(
+                    f"member {info.filename!r} uses compression method {info.compress_type}; a bundle's members are "
+                    f"{' or '.join(_COMPRESSIONS.values())}."
+                )
+            members[info.filename] = _read_member(archive, info)
     return members
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """Read one member, inflating at most one byte more than its declared size (which was checked against the cap).
+
+    ``ZipFile.read`` asks the decompressor for up to 2 GiB in one call and only then cuts the output to the declared
+    size, so a member whose directory entry understates its size would be inflated whole; a bounded ``read(n)`` is
+    not. The CRC is checked by zipfile when the declared size has been read.
+    """
+    try:
+        with archive.open(info) as member:
+            data = member.read(info.file_size)
+            more = member.read(1)
+    except _ZIP_ERRORS as err:
+        raise BundleError(f"member {info.filename!r} is corrupt or unreadable ({_first_line(err)}).") from None
+    if more or len(data) != info.file_size:
+        raise BundleError(
+            f"member {info.filename!r} is corrupt: it does not hold the {info.file_size} bytes its entry declares."
+        )
+    return data
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _parse_manifest(data: bytes) -> Manifest:
