@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import logging
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
 import scipy.io
+from scipy.io.matlab import MatReadError
 
 from devices.errors import RecordingFormatError
 from devices.formats._files import describe_head, read_head, require_file
+from devices.formats._mat5 import MatHeaderError, MatVariable, read_variable_headers
 from devices.profiles import StreamProfile, get_profile
 from devices.recording import Recording, Stream
 
@@ -38,6 +41,9 @@ RATE_HZ = 200.0
 EPOCH_S = 30.0
 SAMPLES_PER_EPOCH = int(RATE_HZ * EPOCH_S)
 IGNORED_TAIL_EPOCHS = 30
+#: Most epochs a channel may declare (24 h): a variable is allocated as declared, so a few MB of compressed zeros
+#: could otherwise ask for gigabytes.
+MAX_EPOCHS = 2880
 STAGE_NAMES = {0: "W", 1: "N1", 2: "N2", 3: "N3", 4: "N3", 5: "REM"}
 ECG_VARIABLE = "X2"
 _MAT_NAME = re.compile(r"^subject(\d+)\.mat$")
@@ -103,18 +109,12 @@ def read_isruc(root: str | Path, subject: int) -> Recording:
     missing = [str(p) for p in (mat_path, label_path) if not p.is_file()]
     if missing:
         raise RecordingFormatError(f"ISRUC subject {subject}: missing {', '.join(repr(m) for m in missing)}")
-    signals = _load_mat(require_file(mat_path))
-    stages = _load_labels(require_file(label_path))
-
     eeg_profile = get_profile("isruc_psg").stream("EEG")
     ecg_profile = get_profile("isruc_psg").stream("ECG")
     eeg_variables = [label.replace("-", "_") for label in eeg_profile.channel_labels]
     wanted = [*eeg_variables, ECG_VARIABLE]
-    absent = [v for v in wanted if v not in signals]
-    if absent:
-        raise RecordingFormatError(
-            f"'{mat_path}' is missing channel(s) {absent}; it has {sorted(k for k in signals if k[:2] != '__')}"
-        )
+    signals = _load_mat(require_file(mat_path), wanted)
+    stages = _load_labels(require_file(label_path))
     arrays = {name: _epochs(mat_path, name, signals[name]) for name in wanted}
     epoch_counts = {name: a.shape[0] for name, a in arrays.items()}
     if len(set(epoch_counts.values())) != 1:
@@ -136,7 +136,9 @@ def read_isruc(root: str | Path, subject: int) -> Recording:
 
     def continuous(names: list[str]) -> np.ndarray:
         # (epochs, 6000) per channel → (epochs * 6000, n_channels): epochs are consecutive in time.
-        return np.stack([arrays[n][:n_epochs].reshape(-1) for n in names], axis=1).astype(np.float32)
+        stacked = np.stack([arrays[n][:n_epochs].reshape(-1) for n in names], axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32's range: inf, as stored
+            return stacked.astype(np.float32)
 
     n_samples = n_epochs * SAMPLES_PER_EPOCH
     times = np.arange(n_samples, dtype=np.float64) / RATE_HZ
@@ -183,17 +185,42 @@ def _signal_stream(name: str, profile: StreamProfile, data: np.ndarray, times: n
     )
 
 
-def _load_mat(path: Path) -> dict[str, np.ndarray]:
+def _load_mat(path: Path, wanted: list[str]) -> dict[str, np.ndarray]:
+    """Load the variables ``wanted`` after checking what they declare (see :mod:`devices.formats._mat5`)."""
     head = read_head(path, 128)
     if head.startswith(b"MATLAB 7.3 MAT-file") or head.startswith(b"\x89HDF"):
         raise RecordingFormatError(f"'{path}' is a MATLAB v7.3 (HDF5) file; ISRUC extracted channels are v5")
     if not head.startswith(b"MATLAB 5.0 MAT-file"):
         raise RecordingFormatError(f"'{path}' is not a MATLAB v5 .mat file: {describe_head(head, 'mat5')}")
     try:
-        return scipy.io.loadmat(str(path))
-    except (OSError, ValueError, TypeError, NotImplementedError) as err:
+        declared = {variable.name: variable for variable in read_variable_headers(path)}
+    except MatHeaderError as err:
+        raise RecordingFormatError(f"'{path}' could not be read (truncated or damaged .mat?): {err}") from None
+    absent = [name for name in wanted if name not in declared]
+    if absent:
+        raise RecordingFormatError(f"'{path}' is missing channel(s) {absent}; it has {sorted(declared)}")
+    for name in wanted:
+        _check_declared(path, declared[name])
+    try:
+        return scipy.io.loadmat(str(path), variable_names=wanted)
+    except (MatReadError, OSError, ValueError, TypeError, NotImplementedError, MemoryError, zlib.error) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise RecordingFormatError(f"'{path}' could not be read (truncated or damaged .mat?): {message}") from None
+
+
+def _check_declared(path: Path, variable: MatVariable) -> None:
+    """Refuse a variable that is not numeric (n_epochs, 6000) of at most :data:`MAX_EPOCHS` epochs, before loading."""
+    shape, n_bytes = variable.shape, variable.declared_bytes
+    if n_bytes is None or len(shape) != 2 or shape[1] != SAMPLES_PER_EPOCH:
+        raise RecordingFormatError(
+            f"'{path}': variable {variable.name!r} is declared with shape {shape} (MATLAB class "
+            f"{variable.class_id}); expected numeric (n_epochs, {SAMPLES_PER_EPOCH}) = 30 s epochs at 200 Hz"
+        )
+    if shape[0] > MAX_EPOCHS:
+        raise RecordingFormatError(
+            f"'{path}': variable {variable.name!r} declares {shape[0]} epochs ({n_bytes} bytes); at most "
+            f"{MAX_EPOCHS} (24 h) are read"
+        )
 
 
 def _epochs(path: Path, name: str, value: object) -> np.ndarray:
