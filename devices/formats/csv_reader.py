@@ -80,7 +80,8 @@ def read_csv(path: str | Path) -> Recording:
     signal_cols = [k for k in range(1, len(header)) if k not in marker_cols]
     timestamps = _numeric_column(path, cells, line_numbers, 0, header[0], allow_empty=False)
     if len(timestamps) > 1:
-        steps = np.diff(timestamps)
+        with np.errstate(over="ignore"):  # -1e308 then 1e308: an infinite step is still a step forward
+            steps = np.diff(timestamps)
         if np.any(steps < 0):
             bad = int(np.argmax(steps < 0)) + 1
             raise RecordingFormatError(
@@ -196,7 +197,8 @@ def _rate(path: Path, meta: dict[str, str], timestamps: np.ndarray) -> float:
         return rate
     if len(timestamps) < 2:
         return 0.0
-    step = float(np.median(np.diff(timestamps)))
+    with np.errstate(over="ignore"):
+        step = float(np.median(np.diff(timestamps)))
     return round(1.0 / step, 6) if step > 0 else 0.0
 
 

@@ -139,10 +139,12 @@ def read_wesad(path: str | Path, subject: int | None = None) -> Recording:
 
 def _stream(name: str, profile: Any, values: np.ndarray, rate_hz: float, source_id: str) -> Stream:
     n = values.shape[0]
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32's range become inf, as stored
+        data = values.astype(np.float32)
     return Stream(
         name=name,
         type=profile.lsl_type,
-        data=values.astype(np.float32),
+        data=data,
         timestamps=np.arange(n, dtype=np.float64) / rate_hz,
         nominal_srate=rate_hz,
         channel_labels=list(profile.channel_labels),
