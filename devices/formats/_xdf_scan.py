@@ -172,6 +172,7 @@ class _Scanner:
         self.tag_counts: dict[int, int] = {}
         self.has_file_header = False
         self.absurd = ""
+        self._info_search = (self.size, -1, 0)  # (from, found at or -1, up to) of the last search for </info>
 
     # ------------------------------------------------------------------------------------------------ the walk
 
@@ -314,8 +315,23 @@ class _Scanner:
             return start + 20
         if header.tag == spec.TAG_BOUNDARY:
             return start + len(spec.BOUNDARY_UUID)
-        found = self._find(_INFO_END, start, min(self.size, start + MAX_XML_BYTES))
+        found = self._next_info_end(start, min(self.size, start + MAX_XML_BYTES))
         return None if found < 0 else found + len(_INFO_END)
+
+    def _next_info_end(self, start: int, stop: int) -> int:
+        """``find(b"</info>", start, stop)``, remembering the last answer.
+
+        Damaged chunks are met in file order, so the previous answer usually still holds and the scan stays
+        linear in the file size however many chunks are damaged.
+        """
+        searched_from, found, searched_to = self._info_search
+        if searched_from <= start and (
+            (start <= found and found + len(_INFO_END) <= stop) or (found < 0 and searched_to >= stop)
+        ):
+            return found
+        found = self._find(_INFO_END, start, stop)
+        self._info_search = (start, found, stop)
+        return found
 
     def _plausible_after(self, candidate: _Header) -> bool:
         """:meth:`_plausible_next` after ``candidate``, with the stream it declares (if any) known meanwhile."""
