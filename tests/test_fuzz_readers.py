@@ -13,6 +13,7 @@ is in the test names and in the ``_ABSURD`` lists.
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import pickletools
@@ -36,7 +37,8 @@ from test_bundle import bridge_state, make_manifest, make_onnx
 
 from bridges.bundle import Bundle, BundleError, read_bundle, write_bundle
 from devices.errors import BadInputError, RecordingFormatError
-from devices.formats import XdfWriter, read_recording
+from devices.formats import XdfWriter, read_recording, read_xdf
+from devices.formats import _xdf_spec as spec
 from devices.recording import Recording
 
 #: Most seconds one read may take (the files here are a few kB; a refusal should be immediate).
@@ -317,14 +319,18 @@ def _mat_elements(blob: bytes) -> list[int]:
     return starts
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["plain", "compressed"])
-def isruc_subject(request, tmp_path_factory) -> tuple[bytes, bytes]:
+@pytest.fixture(scope="module")
+def isruc_subjects() -> dict[str, tuple[bytes, bytes]]:
+    """A subject's .mat (2 epochs of 8 channels), stored plain and compressed, and its label file."""
     rng = np.random.default_rng(3)
-    buffer = io.BytesIO()
-    scipy.io.savemat(buffer, {name: rng.normal(0, 30, (2, 6000)) for name in _ISRUC_VARIABLES},
-                     do_compression=request.param)
-    labels = "\n".join(str(code) for code in [0, 1, 2, 3, 5, 2, 4, 0] * 4) + "\n"
-    return buffer.getvalue(), labels.encode()
+    variables = {name: rng.normal(0, 30, (2, 6000)) for name in _ISRUC_VARIABLES}
+    labels = ("\n".join(str(code) for code in [0, 1, 2, 3, 5, 2, 4, 0] * 4) + "\n").encode()
+    subjects = {}
+    for kind, compress in (("plain", False), ("compressed", True)):
+        buffer = io.BytesIO()
+        scipy.io.savemat(buffer, variables, do_compression=compress)
+        subjects[kind] = buffer.getvalue(), labels
+    return subjects
 
 
 def _isruc_layout(root: Path, mat: bytes, labels: bytes) -> Path:
@@ -336,10 +342,11 @@ def _isruc_layout(root: Path, mat: bytes, labels: bytes) -> Path:
     return path
 
 
+@pytest.mark.parametrize("storage", ["plain", "compressed"])
 @fuzz()
 @given(data=st.data())
-def test_damaged_isruc_subjects_load_or_fail_in_one_named_line(tmp_path, isruc_subject, data):
-    mat, labels = isruc_subject
+def test_damaged_isruc_subjects_load_or_fail_in_one_named_line(tmp_path, isruc_subjects, storage, data):
+    mat, labels = isruc_subjects[storage]
     if data.draw(st.sampled_from(["mat", "labels"]), label="file") == "mat":
         mat = _damage(data, mat, [0, 116, 126, *_mat_elements(mat)])
     else:
@@ -367,8 +374,8 @@ def _compressed_variable(name: str, shape: tuple[int, int], fill: bytes) -> byte
     return struct.pack("<II", 15, len(compressed)) + compressed
 
 
-def test_a_compressed_channel_declaring_more_than_a_day_is_refused_before_it_is_inflated(tmp_path, isruc_subject):
-    mat, labels = isruc_subject
+def test_a_compressed_channel_declaring_more_than_a_day_is_refused_before_it_is_inflated(tmp_path, isruc_subjects):
+    mat, labels = isruc_subjects["plain"]
     header = mat[:128]
     bomb = header + _compressed_variable("F3_A2", (2881, 6000), b"\0" * 8)  # 138 MB of zeros in < 1 MB
     for name in _ISRUC_VARIABLES[1:]:
@@ -389,8 +396,8 @@ def test_a_compressed_channel_declaring_more_than_a_day_is_refused_before_it_is_
 
 
 @pytest.mark.parametrize("dims", [(10**9, 6000), (2**31 - 1, 2**31 - 1), (3, 7), (-1, 6000)])
-def test_isruc_variables_declaring_absurd_dimensions_are_refused(tmp_path, isruc_subject, dims):
-    mat, labels = isruc_subject
+def test_isruc_variables_declaring_absurd_dimensions_are_refused(tmp_path, isruc_subjects, dims):
+    mat, labels = isruc_subjects["plain"]
     element = bytearray(zlib.decompress(_compressed_variable("F3_A2", (2, 6000), b"\0" * 8)[8:]))
     element[32:40] = struct.pack("<ii", *dims)  # after the matrix tag (8) and the array flags (16): the dimensions
     packed = zlib.compress(bytes(element))
@@ -446,6 +453,10 @@ def test_damaged_xdf_chunks_load_or_fail_in_one_named_line(tmp_path, xdf_file, d
             count = at + 1 + width + 2 + 4
             damaged[count : count + 1 + blob[count]] = b"\x08" + (2**60).to_bytes(8, "little")
         blob = bytes(damaged)
+    elif data.draw(st.booleans(), label="absurd stream field"):
+        field = data.draw(st.sampled_from(["channel_count", "nominal_srate", "channel_format"]))
+        value = data.draw(st.sampled_from([*_ABSURD_NUMBERS, "65536", "65537", "2147483648", "float16", "string"]))
+        blob = _rewrite_stream_header(blob, starts, field, value)
     else:
         blob = _damage(data, blob, starts)
     path = tmp_path / "damaged.xdf"
@@ -454,6 +465,18 @@ def test_damaged_xdf_chunks_load_or_fail_in_one_named_line(tmp_path, xdf_file, d
     written = {"eeg": 300, "events": 12, "misc": 120}
     for stream in recording.streams if recording is not None else []:
         assert stream.n_samples <= written[stream.name]  # recovered samples are samples that were written
+
+
+def _rewrite_stream_header(blob: bytes, starts: list[int], field: str, value: str) -> bytes:
+    """The file with ``<field>`` of the first StreamHeader set to ``value`` (the chunk re-encoded to fit)."""
+    start = next(k for k in starts if blob[k + 1 + blob[k] : k + 3 + blob[k]] == b"\x02\x00")
+    width = blob[start]
+    end = start + 1 + width + int.from_bytes(blob[start + 1 : start + 1 + width], "little")
+    content = blob[start + 1 + width + 2 : end]
+    opened, closed = f"<{field}>".encode(), f"</{field}>".encode()
+    head, rest = content.split(opened, 1)
+    content = head + opened + value.encode() + closed + rest.split(closed, 1)[1]
+    return blob[:start] + spec.encode_chunk(spec.TAG_STREAM_HEADER, content) + blob[end:]
 
 
 # ---------------------------------------------------------------------------------------------------- bundle
@@ -575,3 +598,51 @@ def test_zip_damage_that_zipfile_reports_with_other_exceptions_is_one_line(tmp_p
 
 def _set(blob: bytes, at: int, value: bytes) -> bytes:
     return blob[:at] + value + blob[at + len(value) :]
+
+
+# ------------------------------------------------------------------------------------ every boundary, every reader
+
+
+def _boundary_cases(request: pytest.FixtureRequest, kind: str) -> tuple[str, bytes, list[int]]:
+    """(file name, valid bytes, every record/chunk/opcode/element/line boundary) of one format."""
+    if kind in ("edf", "bdf"):
+        blob, records = request.getfixturevalue("edf_files")[kind]
+        return f"a.{kind}", blob, [256, 768, *records]
+    if kind == "csv":
+        csv = _CSV.encode()
+        return "a.csv", csv, [k + 1 for k, byte in enumerate(csv) if byte == 0x0A]
+    if kind.startswith("wesad"):
+        blob = request.getfixturevalue("wesad_pickles")[kind.split()[1]]
+        return "S2/S2.pkl", blob, [at for _, _, at in pickletools.genops(blob)]
+    if kind.startswith("isruc"):
+        mat, _ = request.getfixturevalue("isruc_subjects")[kind.split()[1]]
+        return "isruc", mat, [116, 126, 128, *_mat_elements(mat)]
+    if kind == "xdf":
+        blob, starts = request.getfixturevalue("xdf_file")
+        return "a.xdf", blob, starts
+    blob = request.getfixturevalue("bundle_blob")
+    return "a.bxb", blob, [k for starts in _zip_records(blob).values() for k in starts]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["edf", "bdf", "csv", "wesad python2", "wesad protocol5", "isruc plain", "isruc compressed", "xdf", "bundle"],
+)
+def test_cuts_at_every_boundary_load_or_fail_in_one_named_line(request, tmp_path, kind):
+    """Not a sample of the boundaries but all of them, and one byte either side."""
+    name, blob, boundaries = _boundary_cases(request, kind)
+    (tmp_path / "S2").mkdir()
+    read: Callable[[Path], Any] = read_recording
+    if name.endswith(".bxb"):
+        read = read_bundle
+    elif name.endswith(".xdf"):  # pyxdf's clock fit takes 30 ms a file; the damage tests above keep it on
+        read = functools.partial(read_xdf, synchronize_clocks=False)
+    cuts = sorted({b + d for b in boundaries for d in (-1, 0, 1)} & set(range(1, len(blob))))
+    for cut in cuts:
+        if name == "isruc":
+            path = _isruc_layout(tmp_path / "isruc", blob[:cut], b"0\n" * 40)
+        else:
+            path = tmp_path / name
+            path.write_bytes(blob[:cut])
+        _loads_or_refuses(path, read)
+    assert len(cuts) >= 10
