@@ -467,6 +467,28 @@ def test_damaged_xdf_chunks_load_or_fail_in_one_named_line(tmp_path, xdf_file, d
         assert stream.n_samples <= written[stream.name]  # recovered samples are samples that were written
 
 
+def test_an_xdf_where_every_chunk_fails_late_is_given_up_in_bounded_time(tmp_path):
+    """Damaged Samples chunks every 64 bytes, each declaring samples up to the end of the file, a boundary after
+    each: checked naively, every chunk would be read to the end (quadratic); the scan's work budget stops it."""
+    head = spec.MAGIC + spec.encode_chunk(spec.TAG_FILE_HEADER, spec.info_xml({"version": "1.0"}).encode())
+    fields = {"name": "x", "type": "t", "channel_count": "1", "nominal_srate": "10", "channel_format": "int8"}
+    head += spec.encode_chunk(spec.TAG_STREAM_HEADER, struct.pack("<I", 1) + spec.info_xml(fields).encode())
+    n_units, unit = 16000, 64
+    total = len(head) + n_units * unit
+    body = bytearray()
+    boundary = spec.encode_chunk(spec.TAG_BOUNDARY, spec.BOUNDARY_UUID)
+    for _ in range(n_units):
+        remaining = total - len(head) - len(body)
+        chunk = b"\x08" + struct.pack("<Q", remaining + 4) + b"\x03\x00" + struct.pack("<I", 1)  # 5 bytes too long
+        chunk += b"\x08" + struct.pack("<Q", (remaining - 20) // 10 + 3)  # a sample count up to the end
+        body += chunk + b"\x08" * (unit - len(chunk) - len(boundary)) + boundary
+    path = tmp_path / "dense.xdf"
+    path.write_bytes(bytes(head + body))
+    recording = _loads_or_refuses(path)
+    assert recording is not None and recording.stream("x").n_samples == 0
+    assert "damage too dense to check any further" in recording.info["damage"]
+
+
 def _rewrite_stream_header(blob: bytes, starts: list[int], field: str, value: str) -> bytes:
     """The file with ``<field>`` of the first StreamHeader set to ``value`` (the chunk re-encoded to fit)."""
     start = next(k for k in starts if blob[k + 1 + blob[k] : k + 3 + blob[k]] == b"\x02\x00")

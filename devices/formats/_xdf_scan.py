@@ -43,6 +43,15 @@ _FIELD = {name: re.compile(rf"<{name}>\s*([^<]*?)\s*</{name}>".encode()) for nam
 _INFO_END = b"</info>"
 _LOOKAHEAD_SAMPLES = 4096  # samples checked per vectorised step when walking numeric samples
 _XML_TAGS = (spec.TAG_FILE_HEADER, spec.TAG_STREAM_HEADER, spec.TAG_STREAM_FOOTER)
+#: Work the checks may spend on chunks that turn out damaged (bytes read, string walks weighted): damage makes
+#: them read candidate chunks again, and a file crafted so that every chunk fails late must not make the scan
+#: quadratic. Past the budget the rest of the file is given up as damaged.
+_SPARE_WORK_BYTES = 16 * 1024 * 1024
+_WORK_PER_FILE_BYTE = 2
+_STRING_WALK_WEIGHT = 8
+_RECOVERY_WORK = 64 * 1024
+#: Furthest a string Samples chunk is walked to find where it ends when its length field is damaged.
+_MAX_STRING_REPAIR_BYTES = 1024 * 1024
 _WITH_STREAM_ID = (spec.TAG_STREAM_HEADER, spec.TAG_SAMPLES, spec.TAG_CLOCK_OFFSET, spec.TAG_STREAM_FOOTER)
 
 
@@ -161,6 +170,10 @@ def scan_chunks(data: bytes | mmap.mmap) -> ChunkScan:
     return _Scanner(data).run()
 
 
+class _TooMuchWork(Exception):
+    """The checks read more than their budget: the rest of the file is given up as damaged."""
+
+
 class _Scanner:
     def __init__(self, data: bytes | mmap.mmap) -> None:
         self.data = data
@@ -173,6 +186,8 @@ class _Scanner:
         self.has_file_header = False
         self.absurd = ""
         self._info_search = (self.size, -1, 0)  # (from, found at or -1, up to) of the last search for </info>
+        self._budget = _WORK_PER_FILE_BYTE * self.size + _SPARE_WORK_BYTES
+        self._spent = 0  # work of checks (bytes read, weighted), less that of checks that found a valid chunk
 
     # ------------------------------------------------------------------------------------------------ the walk
 
@@ -181,18 +196,24 @@ class _Scanner:
         truncation = ""
         complete = self.size
         while pos < self.size:
-            header, problem, cut = self._header(pos)
-            if header is not None:
-                if header.tag == spec.TAG_STREAM_HEADER and not self.absurd:
-                    self.absurd = self._absurd_stream_header(header)
-                    if self.absurd:
-                        break
-                problem = self._content_problem(header)
-                if not problem:
-                    self._keep(header)
-                    pos = header.end
-                    continue
-            next_pos = self._recover(pos, problem)
+            try:
+                header, problem, cut = self._header(pos)
+                if header is not None:
+                    if header.tag == spec.TAG_STREAM_HEADER and not self.absurd:
+                        self.absurd = self._absurd_stream_header(header)
+                        if self.absurd:
+                            break
+                    spent = self._spent
+                    problem = self._content_problem(header)
+                    if not problem:
+                        self._spent = spent  # checking a valid chunk is progress, not waste
+                        self._keep(header)
+                        pos = header.end
+                        continue
+                next_pos = self._recover(pos, problem)
+            except _TooMuchWork:
+                self.damaged.append(Damage(pos, self.size, "damage too dense to check any further"))
+                break
             if next_pos is not None:
                 pos = next_pos
                 continue
@@ -216,6 +237,7 @@ class _Scanner:
 
     def _recover(self, pos: int, problem: str) -> int | None:
         """Deal with the bad chunk at ``pos`` (see the module notes); return where to go on, or None."""
+        self._charge(_RECOVERY_WORK)  # the candidates tried cost Python time beyond the bytes they read
         fixed = self._fix_samples(pos)
         if fixed is not None:
             header, content, why = fixed
@@ -225,7 +247,7 @@ class _Scanner:
         repaired = self._repair(pos)
         if repaired is not None:
             header, content_end, why = repaired
-            content = bytes(self.data[header.content_start : content_end])
+            content = self._read(header.content_start, content_end)
             self._keep(header, spec.encode_chunk(header.tag, content))
             self.repaired.append(f"{spec.TAGS[header.tag]} chunk at byte {pos}: {why}")
             return content_end
@@ -255,7 +277,7 @@ class _Scanner:
         if layout is None or layout.item_bytes == 0 or count is None:
             return None
         n_samples, start = count
-        body = bytearray(self.data[start : header.end])
+        body = bytearray(self._read(start, header.end))
         row = layout.item_bytes * layout.n_channels
         for stride, flag in ((row + 9, 8), (row + 1, 0)):
             if not body or len(body) % stride:
@@ -310,7 +332,7 @@ class _Scanner:
         start = header.content_start
         if header.tag == spec.TAG_SAMPLES:
             layout = self._layout_at(start)
-            return None if layout is None else self._samples_end(start + 4, self.size, layout)
+            return None if layout is None else self._samples_end(start + 4, self.size, layout, exact=False)
         if header.tag == spec.TAG_CLOCK_OFFSET:
             return start + 20
         if header.tag == spec.TAG_BOUNDARY:
@@ -368,6 +390,16 @@ class _Scanner:
     def _find(self, needle: bytes, start: int, stop: int) -> int:
         return self.data.find(needle, start, stop)
 
+    def _read(self, start: int, end: int) -> bytes:
+        """The bytes ``[start, end)``, counted against the work budget."""
+        self._charge(end - start)
+        return bytes(self.data[start:end])
+
+    def _charge(self, n_bytes: int) -> None:
+        self._spent += max(0, n_bytes)
+        if self._spent > self._budget:
+            raise _TooMuchWork
+
     # ------------------------------------------------------------------------------------------- one chunk
 
     def _header(self, pos: int) -> tuple[_Header | None, str, bool]:
@@ -413,7 +445,7 @@ class _Scanner:
             return "" if self._xml(start, end) is not None else f"{where} holds damaged XML"
         if header.tag == spec.TAG_SAMPLES:
             layout = self.layouts[struct.unpack_from("<I", self.data, header.content_start)[0]]
-            if self._samples_end(start, end, layout) != end:
+            if self._samples_end(start, end, layout, exact=True) != end:
                 return f"{where} holds damaged samples"
             return ""
         if header.tag == spec.TAG_CLOCK_OFFSET:
@@ -422,7 +454,9 @@ class _Scanner:
             if not all(math.isfinite(v) for v in struct.unpack_from("<dd", self.data, start)):
                 return f"{where} holds an offset that is not a finite number"
             return ""
-        if header.tag == spec.TAG_BOUNDARY and bytes(self.data[start:end]) != spec.BOUNDARY_UUID:
+        if header.tag == spec.TAG_BOUNDARY and (
+            end - start != len(spec.BOUNDARY_UUID) or self._read(start, end) != spec.BOUNDARY_UUID
+        ):
             return f"{where} does not hold the boundary UUID"
         return ""
 
@@ -447,7 +481,7 @@ class _Scanner:
         """
         if end - start > MAX_XML_BYTES:
             return None
-        raw = bytes(self.data[start:end])
+        raw = self._read(start, end)
         try:
             return ElementTree.fromstring(raw.decode("utf-8", "replace") if decode else raw)
         except ElementTree.ParseError:
@@ -474,56 +508,101 @@ class _Scanner:
             return None
         return int.from_bytes(self.data[pos + 1 : pos + 1 + width], "little"), pos + 1 + width
 
-    def _samples_end(self, pos: int, limit: int, layout: _Layout) -> int | None:
+    def _samples_end(self, pos: int, limit: int, layout: _Layout, *, exact: bool) -> int | None:
         """Where the samples starting at ``pos`` (their count first) end, reading no further than ``limit``.
 
         As pyxdf reads them: each sample starts with a time-stamp byte, and a non-zero one is followed by an
         8-byte stamp; then the values (numeric) or, per channel, a variable-length byte count and the bytes.
+        ``exact``: the samples must end at ``limit`` (a chunk's declared end), else None. Otherwise (a length
+        field is being repaired) numeric samples are tried only in the layouts recorders write: every sample
+        stamped, only the first one stamped, or none.
         """
         count = self._varlen(pos, limit)
         if count is None:
             return None
         n_samples, pos = count
         if layout.item_bytes == 0:
-            return self._string_samples_end(pos, limit, n_samples, layout.n_channels)
+            walk_to = limit if exact else min(limit, pos + _MAX_STRING_REPAIR_BYTES)
+            end = self._string_samples_end(pos, walk_to, n_samples, layout.n_channels)
+            return end if not exact or end == limit else None
         row = layout.item_bytes * layout.n_channels
         if n_samples * (1 + row) > limit - pos:
             return None
+        if not exact:
+            for n_stamped in (n_samples, min(n_samples, 1), 0):
+                end = pos + n_samples * (1 + row) + 8 * n_stamped
+                if end <= limit and self._uniform_after(pos, n_samples, row, n_stamped, quick_reject=True):
+                    return end
+            return None
+        extra = limit - pos - n_samples * (1 + row)  # 8 bytes per stamped sample
+        if extra % 8 or extra // 8 > n_samples:
+            return None
+        n_stamped = extra // 8
+        if n_stamped in (0, 1, n_samples):
+            return limit if self._uniform_after(pos, n_samples, row, n_stamped) else None
+        return self._walk_numeric(pos, limit, n_samples, row)
+
+    def _uniform_after(self, pos: int, n_samples: int, row: int, n_stamped: int, *, quick_reject: bool = False) -> bool:
+        """True when the first ``n_stamped`` (all, 1 or 0) samples carry a stamp and the others do not.
+
+        ``quick_reject``: look at the first few samples before reading them all (garbage fails there).
+        """
+        if n_stamped not in (0, n_samples):  # the first stamped, the rest not
+            if self.data[pos] == 0:
+                return False
+            pos, n_samples, n_stamped = pos + 9 + row, n_samples - 1, 0
+        if n_samples == 0:
+            return True
+        stride = row + (9 if n_stamped else 1)
+        for n in ((16, n_samples) if quick_reject and n_samples > 64 else (n_samples,)):
+            flags = np.frombuffer(self._read(pos, pos + n * stride), dtype=np.uint8)[::stride]
+            if not (np.all(flags != 0) if n_stamped else np.all(flags == 0)):
+                return False
+        return True
+
+    def _walk_numeric(self, pos: int, limit: int, n_samples: int, row: int) -> int | None:
+        """Walk samples of mixed layouts one run of equal layout at a time; end at ``limit`` or None."""
+        window = 8  # samples looked at in one step: doubles while the layout stays the same
         while n_samples:
             if pos >= limit:
                 return None
             stamped = self.data[pos] != 0
             stride = row + (9 if stamped else 1)
-            k = min(n_samples, _LOOKAHEAD_SAMPLES, (limit - pos) // stride)
+            k = min(n_samples, window, (limit - pos) // stride)
             if k == 0:
                 return None
-            flags = np.frombuffer(bytes(self.data[pos : pos + k * stride]), dtype=np.uint8)[::stride]
+            flags = np.frombuffer(self._read(pos, pos + k * stride), dtype=np.uint8)[::stride]
             same = flags != 0 if stamped else flags == 0
             run = k if same.all() else int(np.argmin(same))
+            window = min(2 * window, _LOOKAHEAD_SAMPLES) if run == k else 8
             pos += run * stride
             n_samples -= run
-        return pos
+        return pos if pos == limit else None
 
     def _string_samples_end(self, pos: int, limit: int, n_samples: int, n_channels: int) -> int | None:
+        start, end = pos, None
         for _ in range(n_samples):
             if pos >= limit:
-                return None
+                break
             pos += 9 if self.data[pos] != 0 else 1
             for _ in range(n_channels):
                 size = self._varlen(pos, limit)
-                if size is None:
-                    return None
-                pos = size[1] + size[0]
+                pos = limit + 1 if size is None else size[1] + size[0]
                 if pos > limit:
-                    return None
-        return pos
+                    break
+            if pos > limit:
+                break
+        else:
+            end = pos
+        self._charge(_STRING_WALK_WEIGHT * (min(pos, limit) - start))  # a Python step per value, not a copy
+        return end
 
     def _absurd_stream_header(self, header: _Header) -> str:
         """What is impossible in a StreamHeader (checked before pyxdf would allocate what it declares), or ''."""
         content_bytes = header.length - 2
         if content_bytes > MAX_XML_BYTES:
             return f"the StreamHeader at byte {header.start} is {content_bytes} bytes long (at most {MAX_XML_BYTES})"
-        content = bytes(self.data[header.content_start : header.end])
+        content = self._read(header.content_start, header.end)
         found = {name: pattern.search(content) for name, pattern in _FIELD.items()}
         count, rate = (m.group(1).decode("utf-8", "replace") if m else "" for m in found.values())
         if not count.isdigit() or not 1 <= int(count) <= spec.MAX_CHANNELS:
