@@ -281,6 +281,24 @@ def test_damaged_wesad_pickles_load_or_fail_in_one_named_line(tmp_path, wesad_pi
     _loads_or_refuses(folder / "S2.pkl")
 
 
+@pytest.mark.parametrize(
+    "put", [b"r" + struct.pack("<I", 10**9), b"r" + struct.pack("<I", 2**32 - 1), b"p1000000000\n"],
+    ids=["LONG_BINPUT 10^9", "LONG_BINPUT 2^32-1", "PUT 10^9"],
+)
+def test_a_pickle_storing_its_first_object_under_a_huge_memo_index_is_refused(tmp_path, put):
+    """Found by the fuzz test above (one flipped bit turned REDUCE into LONG_BINPUT 1260916849): the C unpickler
+    grows its memo table to the index and clears it, 16 GB and 50 s for a 5-byte opcode."""
+    folder = tmp_path / "S2"
+    folder.mkdir()
+    path = folder / "S2.pkl"
+    path.write_bytes(b"\x80\x02]" + put + b".")
+    started = time.monotonic()
+    with pytest.raises(RecordingFormatError, match=r"S2\.pkl' is not a readable pickle: memo index \d+ at byte 3 is "
+                                                   r"far ahead of the 1 objects stored so far"):
+        read_recording(path)
+    assert time.monotonic() - started < 1.0
+
+
 @pytest.mark.parametrize("shape", [(10**9,), (10**9, 10**6), (2**62,), (3, 2**63 - 1), (-1,)])
 @pytest.mark.parametrize("dtype", ["<f8", "V1000000000"])
 def test_wesad_arrays_declaring_absurd_shapes_are_refused_without_allocating(tmp_path, shape, dtype):

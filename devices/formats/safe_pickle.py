@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import codecs
 import pickle
+import pickletools
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -86,6 +87,10 @@ def load_untrusted_pickle(path: str | Path, encoding: str = "latin1") -> Any:
     """
     path = Path(path)
     with open(path, "rb") as f:
+        problem = declared_size_problem(f, path.stat().st_size)
+        if problem:
+            raise RecordingFormatError(f"'{path}' is not a readable pickle: {problem}")
+        f.seek(0)
         try:
             return RestrictedUnpickler(f, str(path), encoding=encoding).load()
         except UnsafePickleError:
@@ -102,3 +107,71 @@ def load_untrusted_pickle(path: str | Path, encoding: str = "latin1") -> Any:
         except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise RecordingFormatError(f"'{path}' is not a readable pickle: {message}") from None
+
+
+#: Memo indices a pickle may use ahead of the objects it has stored: picklers number them 0, 1, 2, ... in order.
+_MEMO_SLACK = 1024
+_LENGTH_WIDTHS = {
+    pickletools.TAKEN_FROM_ARGUMENT1: (1, False),
+    pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+    pickletools.TAKEN_FROM_ARGUMENT4U: (4, False),
+    pickletools.TAKEN_FROM_ARGUMENT8U: (8, False),
+}
+_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_TWO_LINES = {"GLOBAL", "INST"}
+
+
+def declared_size_problem(f: BinaryIO, size: int) -> str:
+    """What a pickle declares that its ``size`` bytes cannot hold, or ``""``; nothing is unpickled.
+
+    The C unpickler allocates what the opcodes declare before reading it: a data length (``BINBYTES8``, a
+    ``FRAME``) of petabytes, or a memo index of a billion, which makes it allocate and clear a table of 16 GB
+    for one 5-byte opcode. The opcodes are walked here, payloads skipped, and a length past the end of the
+    file or a memo index far ahead of the objects stored so far is reported with its byte offset.
+
+    Parameters
+    ----------
+    f : binary file
+        The pickle, positioned at its start (left at an unspecified position).
+    size : int
+        The file's size in bytes.
+    """
+    puts = 0
+    while True:
+        at = f.tell()
+        code = f.read(1)
+        if not code:
+            return ""  # cut before STOP: the unpickler says so
+        op = _CODES.get(code)
+        if op is None or op.name == "STOP":
+            return ""  # an unknown opcode is the unpickler's to report
+        if op.name in _PUTS:
+            puts += 1
+        argument = op.arg
+        if argument is None:
+            continue
+        if argument.n == pickletools.UP_TO_NEWLINE:
+            lines = [f.readline() for _ in range(2 if op.name in _TWO_LINES else 1)]
+            if op.name == "PUT" and lines[0].strip().isdigit() and int(lines[0]) > puts + _MEMO_SLACK:
+                return f"memo index {int(lines[0])} at byte {at} is far ahead of the {puts} objects stored so far"
+            continue
+        if argument.n >= 0:
+            raw = f.read(argument.n)
+            if op.name in ("BINPUT", "LONG_BINPUT") and len(raw) == argument.n:
+                index = int.from_bytes(raw, "little")
+                if index > puts + _MEMO_SLACK:
+                    return f"memo index {index} at byte {at} is far ahead of the {puts} objects stored so far"
+            if op.name == "FRAME" and len(raw) == 8 and int.from_bytes(raw, "little") > size - f.tell():
+                return f"it declares more data than its {size} bytes hold (a frame at byte {at})"
+            continue
+        width, signed = _LENGTH_WIDTHS[argument.n]
+        raw = f.read(width)
+        if len(raw) < width:
+            return ""
+        length = int.from_bytes(raw, "little", signed=signed)
+        if length < 0 or length > size - f.tell():
+            return f"it declares more data than its {size} bytes hold ({length} bytes at byte {at})"
+        f.seek(length, 1)
+
+
+_CODES = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
