@@ -482,7 +482,8 @@ def test_damaged_xdf_chunks_load_or_fail_in_one_named_line(tmp_path, xdf_file, d
     recording = _loads_or_refuses(path)
     written = {"eeg": 300, "events": 12, "misc": 120}
     for stream in recording.streams if recording is not None else []:
-        assert stream.n_samples <= written[stream.name]  # recovered samples are samples that were written
+        # Recovered samples are samples that were written (a damaged header may have renamed the stream).
+        assert stream.n_samples <= written.get(stream.name, max(written.values()))
 
 
 def test_an_xdf_where_every_chunk_fails_late_is_given_up_in_bounded_time(tmp_path):
