@@ -20,7 +20,11 @@ data, so :func:`torch.onnx.export` traces it as is. NaN in the input propagates 
 
 Paper settings (:func:`preprocess_for`): ECG for HuBERT-ECG at 100 Hz: 0.05–47 Hz, z-score; PPG for PaPaGei at
 125 Hz: 0.5–12 Hz, z-score; EEG for LaBraM at 200 Hz: 0.1–75 Hz plus a 50 Hz notch (LaBraM's own pipeline
-band-passes 0.1–75 Hz and notches the mains at 50 Hz before resampling to 200 Hz), no z-score, × 1/100.
+band-passes 0.1–75 Hz and notches the mains at 50 Hz before resampling to 200 Hz), no z-score, × 1/100; EMG for
+NormWear at 130 Hz: no filter at all, only the z-score. BioX-Bridge's ``dataset_preprocessing/make_FOG.py``
+resamples the FOG EMG to 130 Hz, subtracts the mean and divides by the standard deviation (a constant channel
+becomes zeros), which its comment says is NormWear's own preprocessing; it does so per task file, we per window and
+channel (DESIGN §7: the statistics a live stream has). The resampling is the windower's, outside the graph.
 """
 
 from __future__ import annotations
@@ -57,25 +61,44 @@ class PaperBand:
 
     Parameters
     ----------
-    band_hz : tuple of float
-        Pass band (low, high) in Hz.
-    transition_hz : float
-        Transition width the FIR is sized for (Hz); sets the tap count at a given rate.
+    band_hz : tuple of float, or None
+        Pass band (low, high) in Hz; ``None`` for a modality the paper does not filter (then no mean removal,
+        no FIR and no notch either: see :meth:`PreprocessSpec.steps`).
+    transition_hz : float or None
+        Transition width the FIR is sized for (Hz); sets the tap count at a given rate. ``None`` exactly when
+        ``band_hz`` is.
     notch_hz : float or None
-        Mains frequency to notch (Hz).
+        Mains frequency to notch (Hz); only with a band.
     """
 
-    band_hz: tuple[float, float]
-    transition_hz: float
+    band_hz: tuple[float, float] | None
+    transition_hz: float | None = None
     notch_hz: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.band_hz is None:
+            if self.transition_hz is not None or self.notch_hz is not None:
+                raise ValueError(
+                    f"an unfiltered PaperBand takes no transition or notch, got transition_hz="
+                    f"{self.transition_hz!r}, notch_hz={self.notch_hz!r}"
+                )
+        elif not (self.transition_hz and self.transition_hz > 0):
+            raise ValueError(f"'transition_hz' must be > 0 with a band, got {self.transition_hz!r} instead.")
+
+    @property
+    def filtered(self) -> bool:
+        """Whether the paper band-passes this modality."""
+        return self.band_hz is not None
 
 
 #: Paper settings by modality. Transition widths: ECG's 47 Hz edge sits 3 Hz below Nyquist at 100 Hz; PPG's
-#: 0.5 Hz edge needs a 0.5 Hz transition to keep heart rates from 45 bpm; EEG's notch needs ≈ 1.6 Hz.
+#: 0.5 Hz edge needs a 0.5 Hz transition to keep heart rates from 45 bpm; EEG's notch needs ≈ 1.6 Hz. EMG for
+#: NormWear is not filtered (BioX-Bridge's ``make_FOG.py``: resample to 130 Hz, then z-score only).
 PAPER_BANDS: dict[str, PaperBand] = {
     "ecg": PaperBand((0.05, 47.0), 3.0),
     "ppg": PaperBand((0.5, 12.0), 0.5),
     "eeg": PaperBand((0.1, 75.0), 1.65, notch_hz=50.0),
+    "emg": PaperBand(None),
 }
 
 
@@ -283,13 +306,17 @@ def preprocess_spec_for(input_spec: InputSpec, modality: str | None = None) -> P
     -------
     PreprocessSpec
         Taps sized for the modality's transition width at the spec's rate (odd), capped below the window
-        length so reflect padding works.
+        length so reflect padding works; for an unfiltered modality (EMG) ``band_hz=None`` and the minimum
+        3 taps, which no FIR uses (the spec's steps are then the normalisation and scale alone).
     """
     modality = modality or input_spec.modality
     if modality not in PAPER_BANDS:
         raise BadInputError(f"'modality' is {modality!r}, but has to be one of {list(PAPER_BANDS)}.")
     paper = PAPER_BANDS[modality]
     sfreq_hz = float(input_spec.sfreq_hz)
+    if not paper.filtered:
+        return PreprocessSpec(sfreq_hz=sfreq_hz, band_hz=None, fir_taps=3,
+                              normalisation=input_spec.normalisation, scale=float(input_spec.scale))
     taps = int(math.ceil(HAMMING_WIDTH * sfreq_hz / paper.transition_hz)) | 1
     n_samples = int(input_spec.n_samples)
     longest = n_samples if n_samples % 2 else n_samples - 1

@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from bridges.fm.base import InputSpec
-from bridges.preprocess import Preprocess, PreprocessSpec, design_fir, preprocess_for, preprocess_spec_for
+from bridges.preprocess import (
+    PAPER_BANDS,
+    PaperBand,
+    Preprocess,
+    PreprocessSpec,
+    design_fir,
+    preprocess_for,
+    preprocess_spec_for,
+)
 from devices.errors import BadInputError
 
 torch.set_num_threads(1)
@@ -95,8 +103,9 @@ def test_kernel_is_a_buffer_and_spec_round_trips():
         PreprocessSpec(100.0, (1.0, 20.0), fir_taps=100)
     with pytest.raises(BadInputError, match="'normalisation' is 'minmax'"):
         PreprocessSpec(100.0, None, normalisation="minmax")
-    with pytest.raises(BadInputError, match="'modality' is 'emg'"):
-        preprocess_for(InputSpec("emg", 100.0, 60.0, 1))
+    known = r"\['ecg', 'ppg', 'eeg', 'emg'\]"
+    with pytest.raises(BadInputError, match=rf"'modality' is 'resp', but has to be one of {known}"):
+        preprocess_for(InputSpec("resp", 25.0, 60.0, 1))
     assert design_fir(PreprocessSpec(100.0, None)) is None
     identity = Preprocess(PreprocessSpec(100.0, None, normalisation="none"))
     x = torch.randn(1, 1, 50)
@@ -119,3 +128,36 @@ def test_exports_to_onnx_without_control_flow():
     x = torch.randn(3, 1, 1250)
     torch.testing.assert_close(traced(x), zs(x))
     assert math.isclose(float(zs(x).std(-1, unbiased=False).mean()), 1.0, abs_tol=1e-4)
+
+
+def test_emg_for_normwear_is_zscore_only():
+    """BioX-Bridge feeds NormWear EMG resampled to 130 Hz and z-scored, with no band-pass: nothing else happens."""
+    spec = InputSpec("emg", 130.0, 3.0, 3)  # NormWear's default input spec
+    pre = preprocess_for(spec)
+    assert pre.spec.band_hz is None and pre.spec.notch_hz is None and pre.spec.fir_band_hz == (None, None)
+    assert design_fir(pre.spec) is None
+    # The manifest's steps say exactly that: a z-score per window and channel, no mean removal, no FIR, no scale.
+    assert pre.spec.steps() == [{"op": "zscore", "axis": "per window, per channel"}]
+    assert PreprocessSpec.from_dict(pre.spec.to_dict()) == pre.spec
+    # Low and high frequencies pass untouched: the output is the input's own z-score, 0.5 Hz sway and 60 Hz alike.
+    x = 40.0 + _sines(130.0, 3.0, [(0.5, 80.0), (60.0, 25.0)], 3)
+    y = pre(x)
+    centred = x - x.mean(-1, keepdim=True)
+    torch.testing.assert_close(y, centred / centred.std(-1, unbiased=False, keepdim=True), atol=1e-5, rtol=1e-5)
+    # A constant channel (a lead off) becomes zeros, as in the reference's constant-lead rule, never NaN.
+    x[:, 1] = 7.0
+    y = pre(x)
+    assert torch.isfinite(y).all() and y[:, 1].abs().max() == 0
+    assert pre.min_samples == 1  # no reflect padding to feed
+    # The traced graph has no convolution or padding in it.
+    buffer = io.BytesIO()
+    torch.onnx.export(pre, (torch.randn(1, 3, 390),), buffer, dynamo=False, input_names=["x"])
+    assert b"Conv" not in buffer.getvalue() and b"Pad" not in buffer.getvalue()
+
+
+def test_paper_band_without_a_band_takes_no_filter_settings():
+    assert not PAPER_BANDS["emg"].filtered and PAPER_BANDS["eeg"].filtered
+    with pytest.raises(ValueError, match="unfiltered PaperBand takes no transition or notch"):
+        PaperBand(None, notch_hz=50.0)
+    with pytest.raises(ValueError, match="'transition_hz' must be > 0 with a band"):
+        PaperBand((1.0, 20.0))
