@@ -167,7 +167,7 @@ def simulate(
 @click.argument("path", type=click.Path(path_type=str))
 @click.option(
     "--format", "fmt", default="auto", show_default=True,
-    type=click.Choice(["auto", "xdf", "edf", "bdf", "csv", "wesad", "isruc"]), help="Recording format.",
+    type=click.Choice(["auto", "xdf", "edf", "bdf", "csv", "wesad", "isruc", "fog"]), help="Recording format.",
 )
 @click.option("--speed", default=1.0, show_default=True, type=POSITIVE, help="Playback speed factor.")
 @click.option("--loop", is_flag=True, help="Start over at the end (a 'loop <k>' marker at each boundary).")

@@ -17,7 +17,7 @@ def _xdf(path):
 
 
 def test_registry_lists_every_format():
-    assert set(READERS) == {"xdf", "edf", "bdf", "csv", "wesad", "isruc"}
+    assert set(READERS) == {"xdf", "edf", "bdf", "csv", "wesad", "isruc", "fog"}
     assert FORMAT_NAMES[0] == "auto"
 
 

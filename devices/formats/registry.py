@@ -17,6 +17,7 @@ from devices.errors import RecordingFormatError
 from devices.formats._files import read_head, sniff
 from devices.formats.csv_reader import read_csv
 from devices.formats.edf import read_bdf, read_edf
+from devices.formats.fog import read_fog
 from devices.formats.isruc import read_isruc_path
 from devices.formats.wesad import read_wesad
 from devices.formats.xdf_reader import read_xdf
@@ -34,6 +35,7 @@ READERS: dict[str, Reader] = {
     "csv": read_csv,
     "wesad": read_wesad,
     "isruc": read_isruc_path,
+    "fog": read_fog,  # a task file of the freezing-of-gait set; .txt, so only by name (format="fog")
 }
 #: Names accepted for ``format``: the readers plus ``auto``.
 FORMAT_NAMES = ("auto", *READERS)
