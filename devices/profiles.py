@@ -79,8 +79,10 @@ def _uniform(labels: tuple[str, ...], unit: str) -> tuple[str, ...]:
 _TEN_TWENTY_PSG = ("F3-A2", "C3-A2", "O1-A2", "F4-A1", "C4-A1", "O2-A1")
 _CYTON = ("Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2")
 _MUSE = ("TP9", "AF7", "AF8", "TP10")
-_FOG_EEG = ("Fz", "Cz", "C3", "C4", "Pz", "Oz")
-_FOG_EMG = ("TA_L", "GS_L", "TA_R", "GS_R")
+# The FOG data set's rig (Zhang et al. 2022): of its EEG, the six channels BioX-Bridge feeds LaBraM, in LaBraM's ISRUC
+# order; its three EMG muscles, the left and right tibialis anterior and the right gastrocnemius.
+_FOG_EEG = ("F3", "C3", "O1", "F4", "C4", "O2")
+_FOG_EMG = ("TA_L", "TA_R", "GS_R")
 _XYZ = ("X", "Y", "Z")
 
 PROFILES: dict[str, DeviceProfile] = {
