@@ -48,6 +48,10 @@ def _check_positive(section: Any, *names: str) -> None:
             ensure_positive(value, name)
 
 
+#: Where ``[data]`` windows can come from.
+DATA_SOURCES = ("simulated", "wesad", "isruc", "fog")
+
+
 @dataclass(frozen=True)
 class DataSection:
     """``[data]``: where the paired windows come from and how they are split by subject."""
@@ -67,7 +71,7 @@ class DataSection:
     cache_dir: str | None = None  # default: <output dir>/cache
 
     def __post_init__(self) -> None:
-        check_value(self.source, ("simulated", "wesad", "isruc"), "source")
+        check_value(self.source, DATA_SOURCES, "source")
         _check_positive(self, "duration_s", "window_s", "step_s")
         _check_counts(self, 1, "n_subjects")
         _check_counts(self, 0, "seed")
@@ -272,8 +276,16 @@ class TransferRun:
             direction = f"{data.old_modality}->{data.new_modality}"
             windows = isruc_paired(data.root, classes=data.classes or 2, direction=direction, cache_dir=cache,
                                    window_s=data.window_s, step_s=data.step_s)
+        elif data.source == "fog":
+            from bridges.data import fog_paired
+
+            if data.classes not in (None, 2):
+                raise ConfigError(f"[data] classes = {data.classes} for source 'fog', which has 2 (walking, freezing)")
+            direction = f"{data.old_modality}->{data.new_modality}"
+            windows = fog_paired(data.root, direction=direction, cache_dir=cache, window_s=data.window_s,
+                                 step_s=data.step_s)
         else:
-            raise BadInputError(f"[data] source {data.source!r} has to be one of ['simulated', 'wesad', 'isruc']")
+            raise BadInputError(f"[data] source {data.source!r} has to be one of {list(DATA_SOURCES)}")
         subjects = sorted(set(windows.subjects.tolist()))
         split = split_subjects(subjects, counts=tuple(data.split) if data.split else None, random_state=data.seed)
         return {name: windows.of_subjects(ids) for name, ids in split.items()}

@@ -6,6 +6,7 @@ EMG and others, 32–59 other sensors, 60 the label (0 FOG-free, 1 freezing). Se
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,12 +32,13 @@ def write_fog_task(path: str | Path, table: np.ndarray, start_s: float = 12 * 36
     """Write ``table`` (n, 61) as a task file; column 1 becomes the wall-clock time from ``start_s``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    body = io.StringIO()
+    np.savetxt(body, table[:, 2:60], fmt="%.6g", delimiter=",")
     lines = []
-    for k, row in enumerate(table):
+    for k, (row, cells) in enumerate(zip(table, body.getvalue().splitlines(), strict=True)):
         t = start_s + k / RATE_HZ
         clock = f"{int(t // 3600):02d}:{int(t // 60 % 60):02d}:{t % 60:06.3f}"
-        cells = [str(int(row[0])), clock, *(f"{v:.6g}" for v in row[2:60]), str(int(row[60]))]
-        lines.append(",".join(cells))
+        lines.append(f"{int(row[0])},{clock},{cells},{int(row[60])}")
     path.write_text("\n".join(lines) + "\n")
     return path
 

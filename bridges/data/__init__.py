@@ -8,7 +8,7 @@ from bridges.data.build import (
     paired_windows_from_recording,
 )
 from bridges.data.cache import cache_key, cached
-from bridges.data.sources import FM_SFREQ_HZ, isruc_paired, simulated_paired, wesad_paired
+from bridges.data.sources import FM_SFREQ_HZ, fog_paired, isruc_paired, simulated_paired, wesad_paired
 from bridges.data.splits import split_subjects
 from bridges.data.windows import SPLITS, PairedWindows
 
@@ -22,6 +22,7 @@ __all__ = [
     "cache_key",
     "cached",
     "concatenate",
+    "fog_paired",
     "isruc_paired",
     "paired_windows_from_recording",
     "simulated_paired",

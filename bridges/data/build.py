@@ -5,7 +5,9 @@ stream, window ``k`` starts at the sample nearest ``t_lo`` plus :func:`devices.w
 same grid rule the live windower follows. Windows are kept only while both streams hold all their samples, and
 dropped, counted under the first reason that applies (:data:`DROP_REASONS` order):
 
-* ``label_change`` — a marker changes the label inside the window;
+* ``label_change`` — a marker changes the label inside the window; or, with ``min_label_fraction`` (the FOG
+  protocol: 0.8), the window's majority label covers less than that fraction of it (a window that passes carries
+  its majority label, not the label at its start);
 * ``label_excluded`` — the label in force is not one of ``class_names`` (after ``label_map``), e.g. WESAD's
   transient or meditation, or there is no marker yet;
 * a quality code of :func:`devices.windowing.assess_quality` on either stream's raw samples (``gap``,
@@ -143,6 +145,39 @@ def window_labels(
     return labels_at(markers, starts_s), inside > 0
 
 
+def majority_labels(
+    markers: Stream, starts_s: np.ndarray, window_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The label in force over the most time in each ``[t, t + window_s)`` and the share of the window it covers.
+
+    A marker at time t sets the label from t until the next marker (as :func:`devices.recording.labels_at`);
+    before the first marker the label is ``""``. Ties go to the label in force first.
+
+    Returns
+    -------
+    names : array of shape (n_windows,), str (object)
+        Majority label per window.
+    fractions : array of shape (n_windows,), float64
+        Its share of the window, in (0, 1].
+    """
+    times = np.asarray(markers.timestamps, dtype=np.float64)
+    values = [str(v) for v in markers.data[:, 0]]
+    starts_s = np.asarray(starts_s, dtype=np.float64)
+    first = labels_at(markers, starts_s)
+    lo = np.searchsorted(times, starts_s, side="right")
+    hi = np.searchsorted(times, starts_s + window_s, side="left")
+    names = np.empty(len(starts_s), dtype=object)
+    fractions = np.empty(len(starts_s), dtype=np.float64)
+    for k, (start, a, b) in enumerate(zip(starts_s, lo, hi, strict=True)):
+        edges = np.concatenate(([start], times[a:b], [start + window_s]))
+        share: dict[str, float] = {}
+        for label, duration in zip([first[k], *values[a:b]], np.diff(edges), strict=True):
+            share[label] = share.get(label, 0.0) + float(duration)
+        best = max(share, key=share.__getitem__)  # dicts keep insertion order: ties go to the earlier label
+        names[k], fractions[k] = best, share[best] / window_s
+    return names, fractions
+
+
 def paired_windows_from_recording(
     recording: Recording,
     old: StreamSelect,
@@ -156,6 +191,7 @@ def paired_windows_from_recording(
     subject: str,
     label_map: Mapping[str, str] | None = None,
     thresholds: QualityThresholds | None = None,
+    min_label_fraction: float | None = None,
 ) -> tuple[PairedWindows, DropReport]:
     """Cut one recording into paired windows (see the module docstring).
 
@@ -179,6 +215,10 @@ def paired_windows_from_recording(
         Renames marker labels before matching ``class_names`` (e.g. N1..REM → "sleep").
     thresholds : QualityThresholds, optional
         The quality thresholds (the runtime's defaults when None).
+    min_label_fraction : float, optional
+        In (0, 1]: a window takes its majority label (:func:`majority_labels`) and is kept only when that label
+        covers at least this share of it (BioX-Bridge's FOG rule: 0.8). None: the label at the window start, and
+        any change inside drops the window.
 
     Returns
     -------
@@ -190,6 +230,8 @@ def paired_windows_from_recording(
     """
     if not (window_s > 0 and step_s > 0):
         raise BadInputError(f"'window_s' and 'step_s' must be > 0, got {window_s!r} and {step_s!r} instead.")
+    if min_label_fraction is not None and not 0 < min_label_fraction <= 1:
+        raise BadInputError(f"'min_label_fraction' must be in (0, 1], got {min_label_fraction!r} instead.")
     class_names = [str(c) for c in class_names]
     sides = [_select(recording, old), _select(recording, new)]
     cutters = [
@@ -222,8 +264,12 @@ def paired_windows_from_recording(
         report.dropped[reason] += int(newly.sum())
         keep[newly] = False
 
-    if labels is not None:
+    if labels is not None and min_label_fraction is not None:
+        names, fractions = majority_labels(recording.stream(labels), starts, window_s)
+        changes = fractions < min_label_fraction - 1e-9  # a share of exactly 80% passes 0.8
+    elif labels is not None:
         names, changes = window_labels(recording.stream(labels), starts, window_s)
+    if labels is not None:
         mapped = [(label_map or {}).get(n, n) for n in names]
         label_index = np.asarray([class_names.index(m) if m in class_names else -1 for m in mapped], dtype=np.int64)
         drop("label_change", changes)
@@ -250,6 +296,8 @@ def paired_windows_from_recording(
     logger.info("%s: %s", subject, report)
     info = {
         "window_s": float(window_s), "step_s": float(step_s), "drops": report.to_dict(),
+        "label_rule": "label at the window start, no change inside" if min_label_fraction is None
+        else f"majority label covering >= {min_label_fraction:g} of the window",
         "source": recording.info.get("source", recording.info.get("format", "")),
         "preprocessing": "per-window quality check and polyphase resampling (devices.windowing, as live); "
                          "band-pass and normalisation are in the model",

@@ -1,4 +1,4 @@
-"""Paired data sets of the paper's protocol (DESIGN §7): WESAD, ISRUC-Sleep subgroup 1, and simulated sessions.
+"""Paired data sets of the paper's protocol (DESIGN §7): WESAD, ISRUC-Sleep subgroup 1, FOG, and simulated sessions.
 
 Each builder reads subjects through the ``devices`` readers, cuts them with
 :func:`bridges.data.build.paired_windows_from_recording` (progress bar over subjects), joins them, and caches the
@@ -20,22 +20,37 @@ from bridges.data.build import DropReport, StreamSelect, concatenate, paired_win
 from bridges.data.cache import cached
 from bridges.data.windows import PairedWindows
 from devices.errors import BadInputError
+from devices.formats.fog import EEG_CHANNELS as FOG_EEG_CHANNELS
+from devices.formats.fog import EMG_COLUMNS as FOG_FOLDERS
+from devices.formats.fog import LABEL_NAMES as FOG_LABEL_NAMES
+from devices.formats.fog import read_fog
 from devices.formats.isruc import isruc_paths, read_isruc
 from devices.formats.wesad import read_wesad, wesad_path
 from devices.recording import Recording
-from devices.simulate import STATE_STREAM_NAME, scenario_states, simulate_session
+from devices.simulate import STATE_STREAM_NAME, resolve_profiles, scenario_states, simulate_session
 
 logger = logging.getLogger(__name__)
 
-#: Input rate of each modality's FM (HuBERT-ECG, PaPaGei-S, LaBraM), Hz.
-FM_SFREQ_HZ: dict[str, float] = {"ecg": 100.0, "ppg": 125.0, "eeg": 200.0}
+#: Input rate of each modality's FM (HuBERT-ECG, PaPaGei-S, LaBraM, NormWear), Hz. NormWear takes EMG at 130 Hz
+#: as BioX-Bridge feeds it (``bridges.fm.registry.NORMWEAR_SFREQ_HZ``).
+FM_SFREQ_HZ: dict[str, float] = {"ecg": 100.0, "ppg": 125.0, "eeg": 200.0, "emg": 130.0}
 WESAD_CLASSES = ("baseline", "stress", "amusement")
 ISRUC_STAGES = ("W", "N1", "N2", "N3", "REM")
 SLEEP_WAKE = ("wake", "sleep")
+#: FOG classes: label 0 (FOG-free) and 1 (freezing), named as the gait scenario's states.
+FOG_CLASSES = (FOG_LABEL_NAMES[0], FOG_LABEL_NAMES[1])
+#: BioX-Bridge's FOG rule: a window keeps its majority label when it covers at least this share of it.
+FOG_LABEL_FRACTION = 0.8
 #: Default (window_s, step_s) of a simulated scenario, following the matching real data set.
 SIM_WINDOWS: dict[str, tuple[float, float]] = {"stress": (60.0, 5.0), "sleep": (30.0, 30.0), "gait": (3.0, 0.3)}
+#: Default device profile per modality of a simulated scenario, the matching real data set's montage.
+SIM_DEVICES: dict[str, dict[str, str]] = {"sleep": {"eeg": "isruc_psg"}, "gait": {"eeg": "fog_rig", "emg": "fog_rig"}}
+#: Default label rule of a simulated scenario (``min_label_fraction``; None: no label change inside a window).
+SIM_LABEL_FRACTION: dict[str, float | None] = {"gait": FOG_LABEL_FRACTION}
 _WESAD_SELECT = {"ecg": StreamSelect("Chest", ("ECG",), "ecg"), "ppg": StreamSelect("PPG", ("BVP",), "ppg")}
 _ISRUC_SELECT = {"eeg": StreamSelect("EEG", (), "eeg"), "ecg": StreamSelect("ECG", ("X2",), "ecg")}
+_FOG_SELECT = {"eeg": StreamSelect("EEG", FOG_EEG_CHANNELS, "eeg"), "emg": StreamSelect("EMG", (), "emg")}
+_FOG_DATA_FOLDERS = ("Filtered Data", "FilteredData")
 
 
 def parse_direction(direction: str, allowed: Sequence[str]) -> tuple[str, str]:
@@ -207,6 +222,118 @@ def isruc_paired(
     return cached(cache_dir, "isruc", params, [p for pair in files.values() for p in pair], build)
 
 
+def fog_task_files(root: str | Path, subjects: Sequence[int | str] | None = None) -> dict[str, list[Path]]:
+    """The FOG task files under ``root``, per recording folder (``"001"``, ..., ``"008/OFF_1"``, ...).
+
+    Parameters
+    ----------
+    root : str or Path
+        The data set's ``Filtered Data`` folder (holding ``<subject>/task_<n>.txt``), or a folder holding it.
+    subjects : sequence of int or str, optional
+        Subjects to keep (``8``, ``"008"``; subject 008's two sessions go together); default every folder found.
+
+    Returns
+    -------
+    dict of str to list of Path
+        Folder id → its ``*.txt`` files in task order; folders without files are left out.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise BadInputError(f"FOG root '{root}' does not exist")
+    for name in _FOG_DATA_FOLDERS:
+        if (root / name).is_dir():
+            root = root / name
+            break
+    wanted = None
+    if subjects is not None:
+        wanted = set()
+        for s in subjects:
+            match = re.fullmatch(r"0*(\d+)", str(s).strip())
+            if not match:
+                raise BadInputError(f"FOG subject {s!r} is not a subject number (1-12 or '001'-'012')")
+            wanted.add(f"{int(match[1]):03d}")
+    found: dict[str, list[Path]] = {}
+    for folder in FOG_FOLDERS:
+        if wanted is not None and folder.split("/")[0] not in wanted:
+            continue
+        files = sorted((root / folder).glob("*.txt"), key=lambda p: [int(t) if t.isdigit() else t
+                                                                     for t in re.split(r"(\d+)", p.name)])
+        if files:
+            found[folder] = [f for f in files if f.is_file()]
+    if not found:
+        which = f"subject(s) {sorted(wanted)}" if wanted is not None else "any subject"
+        raise BadInputError(
+            f"FOG root '{root}' holds no task files of {which} (expected <subject>/task_<n>.txt for subjects "
+            f"001-012, 008/OFF_1 and 008/OFF_2)"
+        )
+    missing = sorted(wanted - {f.split("/")[0] for f in found}) if wanted is not None else []
+    if missing:
+        raise BadInputError(f"FOG root '{root}': no task files of subject(s) {missing}")
+    return found
+
+
+def fog_paired(
+    root: str | Path,
+    subjects: Sequence[int | str] | None = None,
+    direction: str = "eeg->emg",
+    cache_dir: str | Path | None = None,
+    window_s: float = 3.0,
+    step_s: float = 0.3,
+    min_label_fraction: float = FOG_LABEL_FRACTION,
+    progress: bool = True,
+) -> PairedWindows:
+    """FOG (freezing of gait): 6 EEG channels paired with 3 EMG channels, classes ``walking`` / ``freezing``.
+
+    Every task file (:func:`devices.formats.fog.read_fog`) is cut on its own, 3 s windows every 0.3 s; a window
+    keeps its majority label when that label covers at least ``min_label_fraction`` of it (BioX-Bridge's
+    ``make_FOG.py``: 80%), otherwise it is dropped as ``label_change``. EEG goes to LaBraM's 200 Hz (µV; the
+    model scales it), EMG to NormWear's 130 Hz (raw: the z-score per window and channel is the model's
+    preprocessing, :mod:`bridges.preprocess`).
+
+    Parameters
+    ----------
+    root : str or Path
+        The data set's ``Filtered Data`` folder, or a folder holding it (see :func:`fog_task_files`).
+    subjects : sequence of int or str, optional
+        Subjects to read; default all. BioX-Bridge's experiments used subject 008 alone, split by window at
+        random; here splits are by subject (DESIGN §7), so several subjects are needed.
+    direction : str
+        ``"eeg->emg"`` (old = EEG, LaBraM) or ``"emg->eeg"`` (old = EMG, NormWear).
+    cache_dir : str or Path, optional
+        Where built windows are cached.
+    window_s, step_s : float
+        Window and hop (s); the paper uses 3 s and 0.3 s.
+    min_label_fraction : float
+        Share of a window its majority label must cover, in (0, 1].
+    progress : bool
+        Show a progress bar over task files.
+
+    Returns
+    -------
+    PairedWindows
+        EEG (n, 6, 600) at 200 Hz with channels F3, C3, O1, F4, C4, O2; EMG (n, 3, 390) at 130 Hz (EMG1-3);
+        subjects ``"001"`` ... ``"012"`` (both sessions of 008 are ``"008"``); ``info["drops_by_subject"]`` is
+        per task file (``"008/OFF_1/task_2"``).
+    """
+    old, new = parse_direction(direction, ("eeg->emg", "emg->eeg"))
+    files = fog_task_files(root, subjects)
+    params = {"folders": list(files), "direction": direction, "window_s": float(window_s), "step_s": float(step_s),
+              "min_label_fraction": float(min_label_fraction)}
+
+    def cut(recording: Recording, key: str) -> tuple[PairedWindows, DropReport]:
+        return paired_windows_from_recording(
+            recording, _FOG_SELECT[old], _FOG_SELECT[new], "Markers", FOG_CLASSES, window_s, step_s,
+            _fm_rate(old), _fm_rate(new), recording.info["subject"], min_label_fraction=min_label_fraction,
+        )
+
+    def build() -> PairedWindows:
+        loaders = [(f"{folder}/{path.stem}", lambda p=path, f=folder: read_fog(p, folder=f))
+                   for folder, paths in files.items() for path in paths]
+        return _build_subjects(loaders, cut, {"source": "fog", "root": str(root), **params}, progress)
+
+    return cached(cache_dir, "fog", params, [p for paths in files.values() for p in paths], build)
+
+
 def simulated_paired(
     scenario: str,
     old_modality: str,
@@ -221,6 +348,7 @@ def simulated_paired(
     artefacts: bool = True,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    min_label_fraction: float | None = None,
 ) -> PairedWindows:
     """Paired windows from simulated sessions (:func:`devices.simulate.simulate_session`), one per subject.
 
@@ -229,7 +357,7 @@ def simulated_paired(
     scenario : str
         ``"stress"``, ``"sleep"`` or ``"gait"``.
     old_modality, new_modality : str
-        Modalities with a known FM rate (:data:`FM_SFREQ_HZ`): ``"ecg"``, ``"ppg"``, ``"eeg"``.
+        Modalities with a known FM rate (:data:`FM_SFREQ_HZ`): ``"ecg"``, ``"ppg"``, ``"eeg"``, ``"emg"``.
     n_subjects : int
         Subjects; subject ``k`` is simulated with seed ``seed + k`` and named ``"sim<seed + k>"``.
     duration_s : float
@@ -242,11 +370,17 @@ def simulated_paired(
         For ``"sleep"``: 5 (the states wake, N1, N2, N3, REM; default) or 2 (``wake``/``sleep``). Other
         scenarios take their state names as classes.
     devices : mapping of str to str, optional
-        Device profile per modality; for ``"sleep"`` EEG defaults to the ``isruc_psg`` montage.
+        Device profile per modality; defaults per scenario follow the real data set (:data:`SIM_DEVICES`):
+        ``"sleep"`` EEG on the ``isruc_psg`` montage, ``"gait"`` EEG and EMG on the ``fog_rig`` (EEG F3, C3,
+        O1, F4, C4, O2 as LaBraM takes FOG's six channels; EMG of three muscles, as FOG has).
     artefacts : bool
         Simulate artefacts (windows they spoil are dropped and counted).
     cache_dir, progress
         As for :func:`wesad_paired`.
+    min_label_fraction : float, optional
+        Label rule (see :func:`bridges.data.build.paired_windows_from_recording`); default per scenario,
+        :data:`SIM_LABEL_FRACTION` (``"gait"``: FOG's 0.8 majority rule; others: no state change inside a
+        window). 1.0 asks for the strict rule.
 
     Returns
     -------
@@ -270,12 +404,18 @@ def simulated_paired(
         raise BadInputError(f"'classes' is {classes!r}, but has to be one of {allowed} for scenario {scenario!r}.")
     modalities = [old_modality, new_modality]
     chosen = dict(devices or {})
-    if scenario == "sleep" and "eeg" in modalities:
-        chosen.setdefault("eeg", "isruc_psg")
+    for modality, device in SIM_DEVICES.get(scenario, {}).items():
+        if modality in modalities:
+            chosen.setdefault(modality, device)
+    if min_label_fraction is None:
+        min_label_fraction = SIM_LABEL_FRACTION.get(scenario)
+    layouts = {m: [p.sfreq_hz, list(p.channel_labels)] for m, p in resolve_profiles(modalities, chosen).items()}
     params = {
         "scenario": scenario, "old": old_modality, "new": new_modality, "n_subjects": n_subjects,
         "duration_s": float(duration_s), "seed": int(seed), "window_s": window_s, "step_s": step_s,
         "classes": list(class_names), "devices": chosen, "artefacts": bool(artefacts),
+        # The profiles' layouts key the cache too: a profile that changes its channels makes new windows.
+        "layouts": layouts, "min_label_fraction": min_label_fraction,
     }
 
     def cut(recording: Recording, subject: str) -> tuple[PairedWindows, DropReport]:
@@ -283,7 +423,7 @@ def simulated_paired(
         return paired_windows_from_recording(
             recording, StreamSelect(by_modality[old_modality], (), old_modality),
             StreamSelect(by_modality[new_modality], (), new_modality), STATE_STREAM_NAME, class_names, window_s,
-            step_s, old_hz, new_hz, subject, label_map=label_map,
+            step_s, old_hz, new_hz, subject, label_map=label_map, min_label_fraction=min_label_fraction,
         )
 
     def build() -> PairedWindows:
