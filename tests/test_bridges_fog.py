@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from _fog_files import fog_session, write_fog_task
 
-from bridges.data import fog_paired, paired_windows_from_recording
+from bridges.data import fog_paired, paired_windows_from_recording, simulated_paired
 from bridges.data.build import StreamSelect, majority_labels
 from bridges.data.sources import FOG_CLASSES, fog_task_files
 from bridges.workflow import TransferRun
@@ -153,3 +153,40 @@ dir = "run"
     config.write_text(config.read_text().replace('step_s = 0.3', 'step_s = 0.3\nclasses = 3'))
     with pytest.raises(BadInputError, match=r"\[data\] classes = 3 for source 'fog'"):
         _ = TransferRun(config).splits
+
+
+@pytest.mark.parametrize("direction", [("eeg", "emg"), ("emg", "eeg")])
+def test_simulated_gait_pairs_fit_labram_and_normwear(tmp_path, direction):
+    """Simulated gait sessions give FOG-shaped pairs that a small LaBraM and a small NormWear both run on."""
+    import torch
+
+    from bridges.fm.registry import FMSpec, build_fm
+    from bridges.preprocess import preprocess_for
+
+    torch.set_num_threads(1)
+    old, new = direction
+    windows = simulated_paired("gait", old, new, n_subjects=2, duration_s=60.0, seed=4, progress=False)
+    by_modality = {old: (windows.old, windows.old_channels, windows.old_sfreq_hz),
+                   new: (windows.new, windows.new_channels, windows.new_sfreq_hz)}
+    eeg, eeg_channels, eeg_hz = by_modality["eeg"]
+    emg, emg_channels, emg_hz = by_modality["emg"]
+    assert eeg.shape[1:] == (6, 600) and eeg_hz == 200.0 and eeg_channels == ["F3", "C3", "O1", "F4", "C4", "O2"]
+    assert emg.shape[1:] == (3, 390) and emg_hz == 130.0 and emg_channels == ["TA_L", "TA_R", "GS_R"]
+    assert windows.class_names == ["walking", "freezing"] and set(windows.labels.tolist()) == {0, 1}
+    assert windows.info["window_s"] == 3.0 and windows.info["step_s"] == 0.3
+    assert windows.info["min_label_fraction"] == 0.8 and windows.info["devices"] == {"eeg": "fog_rig", "emg": "fog_rig"}
+
+    pick = np.concatenate([np.flatnonzero(windows.labels == c)[:2] for c in (0, 1)])
+    labram = build_fm(FMSpec("labram", "small", window_s=3.0, channels=eeg_channels))
+    normwear = build_fm(FMSpec("normwear", "small", window_s=3.0, channels=emg_channels))
+    for fm, x, tokens in ((labram, eeg, 6 * 3 + 1), (normwear, emg, 3 * 560)):
+        pre = preprocess_for(fm.input_spec)
+        batch = pre(torch.from_numpy(x[pick]))
+        with torch.no_grad():
+            h = fm.prefix(batch, upto=0)
+            out = fm.suffix(h, start=1)
+        assert h.shape[:2] == out.shape[:2] == (4, tokens)
+        assert torch.isfinite(out).all() and fm.pool(out).shape == (4, fm.layer_shapes()[-1][1])
+    # NormWear's input is the z-score of the raw EMG window (no filter), LaBraM's the band-passed µV / 100.
+    assert preprocess_for(normwear.input_spec).spec.steps() == [{"op": "zscore", "axis": "per window, per channel"}]
+    assert preprocess_for(labram.input_spec).spec.scale == 0.01
