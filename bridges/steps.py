@@ -152,6 +152,9 @@ def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
         metrics["distill_test"] = _numeric(distilled["test_metrics"])
         metrics["distill_trainable_parameters"] = distilled["n_trainable"]
     test = run.splits["test"]
+    # The scenario names simulated data only; a real data set is named by its source.
+    training_data = {"source": data.source, **({"scenario": data.scenario} if data.source == "simulated" else {}),
+                     "n_pair_windows": train["n_pair"], "normalisation": "per window"}
     fms = run.provenance_fms()
     spec = model.new_fm.input_spec
     c = model.bridge.config
@@ -167,8 +170,7 @@ def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
             old_fm=FMInfo(**fms["old"]), new_fm=FMInfo(**fms["new"]), layer_i=train["i"], layer_j=train["j"],
             bridge=BridgeInfo(rank=c.rank, n_prototypes=c.n_prototypes, n_tokens=c.n_tokens, d_in=c.d_in,
                               d_out=c.d_out),
-            training_data={"source": data.source, "scenario": data.scenario, "n_pair_windows": train["n_pair"],
-                           "normalisation": "per window"},
+            training_data=training_data,
             metrics=metrics, trainable_parameters=count_trainable(model.bridge),
         ),
     )

@@ -98,6 +98,8 @@ def test_recipe_runs_end_to_end_on_tiny_gait_data(tmp_path, name):
     spec = manifest.input
     assert manifest.task.class_names == ("walking", "freezing") and manifest.task.name == "freezing_of_gait"
     assert (manifest.provenance.layer_i, manifest.provenance.layer_j) == (i, j)
+    assert manifest.provenance.training_data["source"] == "simulated"
+    assert manifest.provenance.training_data["scenario"] == "gait"
     assert (manifest.provenance.bridge.rank, manifest.provenance.bridge.n_prototypes) == (rank, prototypes)
     assert spec.modality == MODALITY[new_fm] and spec.window_s == 3.0 and spec.hop_s == 0.3
     ops = [step["op"] for step in spec.preprocessing]
