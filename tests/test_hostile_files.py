@@ -72,6 +72,12 @@ def test_replaying_a_csv_with_a_nan_timestamp_is_one_line_not_a_hang(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_a_path_the_system_refuses_is_one_line_naming_it(tmp_path):
+    too_long = tmp_path / ("x" * 300 + ".xdf")  # past NAME_MAX: the system refuses to even look it up
+    with pytest.raises(RecordingFormatError, match=r"x{300}\.xdf' cannot be read: File name too long"):
+        read_recording(too_long)
+
+
 @pytest.fixture(scope="module")
 def good_xdf(tmp_path_factory):
     recording = simulate_session("stress", ["ppg"], duration_s=4.0, seed=2)

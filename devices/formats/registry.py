@@ -123,11 +123,11 @@ def read_recording(path: str | Path, format: str = "auto") -> Recording:  # noqa
     if name not in FORMAT_NAMES:
         raise RecordingFormatError(f"unknown recording format {format!r}; has to be one of {list(FORMAT_NAMES)}")
     path = Path(path).expanduser()
-    if not path.exists():
-        raise RecordingFormatError(f"'{path}' does not exist")
-    if name == "auto":
-        name = detect_format(path)
     try:
+        if not path.exists():
+            raise RecordingFormatError(f"'{path}' does not exist")
+        if name == "auto":
+            name = detect_format(path)
         recording = READERS[name](path)
     except RecordingFormatError as err:
         if str(path) in str(err) or path.name in str(err):
@@ -135,6 +135,8 @@ def read_recording(path: str | Path, format: str = "auto") -> Recording:  # noqa
         raise RecordingFormatError(f"'{path}': {err}") from None  # the message names the file, always
     except PermissionError:
         raise RecordingFormatError(f"'{path}' cannot be read: permission denied") from None
+    except OSError as err:  # a name too long, an I/O error, a vanished mount: the system's word for it
+        raise RecordingFormatError(f"'{path}' cannot be read: {err.strerror or err}") from None
     recording.info.setdefault("source", str(path))
     recording.info.setdefault("format", name)
     logger.info("read '%s' as %s: %d streams", path, name, len(recording))
