@@ -40,14 +40,16 @@ def test_two_monitors_beside_a_simulator_print_json_predictions_and_a_summary(un
         time.sleep(1.0)
         monitors = [subprocess.Popen(BIOSTREAM + monitor_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=_env()) for _ in range(2)]
-        time.sleep(22.0)
-        listing = _run(["streams", "--json", "--wait", "2"]).stdout
+        # Each monitor's prediction stream shows up once its Ray is up (seconds to tens of seconds, with load).
+        prediction_streams: set[str] = set()
+        while len(prediction_streams) < 2 and any(m.poll() is None for m in monitors):
+            listing = _run(["streams", "--json", "--wait", "2"]).stdout
+            prediction_streams |= {s["name"] for s in map(json.loads, listing.splitlines())
+                                   if s["type"] == "Predictions" and suffix in s["name"]}
         outputs = [m.communicate(timeout=90) for m in monitors]
     finally:
         sim.terminate()
         sim.wait(timeout=10)
-    visible = [json.loads(line) for line in listing.splitlines()]
-    prediction_streams = {s["name"] for s in visible if s["type"] == "Predictions" and suffix in s["name"]}
     assert len(prediction_streams) == 2  # two monitors, two prediction streams, names that do not collide
 
     for monitor, (out, err) in zip(monitors, outputs):
