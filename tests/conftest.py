@@ -46,8 +46,3 @@ def ray_runtime():
 
         ray.shutdown()
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests first: parallel workers then start the long real-time runs at once and fill in with the quick
-    ones, instead of ending on a tail of long tests (the order within each group is kept)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

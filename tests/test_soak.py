@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_a_60_second_soak_loses_nothing(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "soak.py"), "--duration-s", "60", "--json", "--keep", str(tmp_path)],
-        capture_output=True, text=True, timeout=240, cwd=ROOT,
+        capture_output=True, text=True, timeout=480, cwd=ROOT,  # 60 s of soak, setup, load
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
