@@ -25,6 +25,7 @@ from torch import nn
 from bridges.fm.base import FoundationModel, InputSpec
 from bridges.fm.checkpoints import check_state_keys, load_torch_state, strip_prefix
 from bridges.fm.labram_channels import ISRUC_CHANNELS, LABRAM_POSITIONS, labram_position
+from bridges.fm.mlp import Mlp
 from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -137,19 +138,6 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)  # each (B, heads, T, head_dim)
         out = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v)
         return self.proj(out.transpose(1, 2).reshape(batch, n_tokens, dim))
-
-
-class Mlp(nn.Module):
-    """Two-layer GELU MLP."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """``(B, T, d)`` → ``(B, T, d)``."""
-        return self.fc2(F.gelu(self.fc1(h)))
 
 
 class Block(nn.Module):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bridges.fm.cwt import NORMWEAR_WIDTHS, ricker_widths
+from bridges.fm.mlp import Mlp
 
 __all__ = ["Block", "EncoderLayer", "NormWearConfig", "PatchEmbed", "sincos_position_table"]
 
@@ -146,19 +147,6 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)  # each (B, heads, T, head_dim)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(batch, n_tokens, dim))
-
-
-class Mlp(nn.Module):
-    """Two-layer GELU MLP."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """``(B, T, d)`` → ``(B, T, d)``."""
-        return self.fc2(F.gelu(self.fc1(h)))
 
 
 class Block(nn.Module):
