@@ -161,8 +161,8 @@ class BridgedModel(nn.Module):
         j: int,
     ) -> None:
         super().__init__()
-        new_fm._check_index(i, "i")
-        old_fm._check_index(j, "j")
+        new_fm.check_layer_index(i, "i")
+        old_fm.check_layer_index(j, "j")
         self.new_preprocess = freeze(new_preprocess)
         self.new_fm = freeze(new_fm)
         self.old_fm = freeze(old_fm)

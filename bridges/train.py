@@ -107,7 +107,7 @@ def bridge_loss(pred: torch.Tensor, target: torch.Tensor, loss: str = "cosine") 
 
 def layer_input(fm: FoundationModel, x: torch.Tensor, j: int) -> torch.Tensor:
     """Input of layer ``j`` ``(B, T, d)`` for an FM input ``x``: stem output for ``j = 0``, else layer ``j - 1``."""
-    fm._check_index(j, "j")
+    fm.check_layer_index(j, "j")
     return fm.embed(x) if j == 0 else fm.prefix(x, upto=j - 1)
 
 
@@ -257,8 +257,8 @@ def train_bridge(
                                                                         minimum=1), batch_size)
     pass_size = chunk if cache_batch_size is None else ensure_int(cache_batch_size, "cache_batch_size", minimum=1)
     old_fm = old_model.fm
-    new_fm._check_index(i, "i")
-    old_fm._check_index(j, "j")
+    new_fm.check_layer_index(i, "i")
+    old_fm.check_layer_index(j, "j")
     if len(pair_windows) == 0:
         raise BadInputError("the paired split is empty; the bridge has nothing to train on")
     val_index = known_labels(val_windows.labels, val_windows.n_classes, "the validation split")

@@ -88,13 +88,22 @@ class FoundationModel(nn.Module):
         """Head features ``(B, d)`` from the final hidden state ``(B, T, d)``; mean over tokens by default."""
         return h.mean(dim=1)
 
-    def _check_index(self, index: int, what: str) -> None:
+    def check_layer_index(self, index: int, what: str) -> None:
+        """Raise IndexError unless ``index`` addresses one of :attr:`layers`.
+
+        Parameters
+        ----------
+        index : int
+            A layer index, 0-based.
+        what : str
+            The argument's name, quoted in the message.
+        """
         if not 0 <= index < self.n_layers:
             raise IndexError(f"'{what}' must be in [0, {self.n_layers - 1}] for {self.name}, got {index} instead.")
 
     def prefix(self, x: torch.Tensor, upto: int) -> torch.Tensor:
         """Output of layer ``upto`` ``(B, T, d)``: the stem and layers ``0..upto``; later layers are not run."""
-        self._check_index(upto, "upto")
+        self.check_layer_index(upto, "upto")
         h = self.embed(x)
         for k in range(upto + 1):
             h = self._run_layer(k, h)
@@ -102,7 +111,7 @@ class FoundationModel(nn.Module):
 
     def suffix(self, h: torch.Tensor, start: int) -> torch.Tensor:
         """Final hidden state ``(B, T, d)`` from the input of layer ``start``: layers ``start..end`` + finalize."""
-        self._check_index(start, "start")
+        self.check_layer_index(start, "start")
         for k in range(start, self.n_layers):
             h = self._run_layer(k, h)
         return self.finalize(h)
