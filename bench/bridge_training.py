@@ -264,7 +264,7 @@ def our_cache(setup: Setup, batch_size: int = 16) -> tuple[torch.Tensor, torch.T
 
 
 class OurStep:
-    """One step of :func:`bridges.train.train_bridge`'s inner loop on cached features and targets."""
+    """One step of :func:`bridges.train_loop.train_epoch` on cached features and targets."""
 
     def __init__(self, setup: Setup, bridge: PrototypeBridge, features: torch.Tensor, targets: TargetCache, *,
                  lr: float = 1e-4, max_grad_norm: float | None = 1.0, loss: str = "cosine",

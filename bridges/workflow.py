@@ -25,7 +25,7 @@ from bridges.fm.registry import FMSpec, build_fm, checkpoint_sha256
 from bridges.models import BridgedModel, OldModel, make_head
 from bridges.preprocess import preprocess_for
 from bridges.select import CKA_REDUCTIONS
-from bridges.train import ALIGNS, LOSSES, PRECISIONS
+from bridges.train_options import ALIGNS, LOSSES, PRECISIONS
 from devices._checks import check_value, ensure_int, ensure_positive
 from devices.atomic import atomic_output, write_bytes_atomic
 from devices.errors import BadInputError
