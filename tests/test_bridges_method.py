@@ -24,7 +24,14 @@ from bridges.metrics import count_trainable, evaluate
 from bridges.models import BridgedModel
 from bridges.plots import plot_confusion, plot_selection, plot_training_curve
 from bridges.select import pseudo_labels, score_output_layers, select_positions
-from bridges.train import bridge_loss, cache_bridge_inputs, cache_targets, layer_input, train_bridge
+from bridges.train import (
+    TrainOptions,
+    bridge_loss,
+    cache_bridge_inputs,
+    cache_targets,
+    layer_input,
+    train_bridge,
+)
 from devices.errors import BadInputError
 
 WINDOW_S = 5.0
@@ -286,6 +293,42 @@ def test_rand_p_and_other_losses_run(splits, old_model):
             init="rand_P", loss=loss, align=align, epochs=2, lr=1e-2, progress=False,
         )
         assert result.test_metrics == {} and result.best_epoch in (1, 2) and np.isfinite(result.train_loss).all()
+
+
+def test_train_options_object_and_keywords_train_the_same_bridge(splits, old_model):
+    common = dict(i=2, j=1, progress=False)
+    (a_model, a), (b_model, b) = (
+        train_bridge(old_model, new_fm(), None, splits["pair"], splits["val"], None, rank=2, n_prototypes=4,
+                     epochs=2, lr=1e-2, random_state=3, **common),
+        train_bridge(old_model, new_fm(), None, splits["pair"], splits["val"], None,
+                     options=TrainOptions(rank=2, n_prototypes=4, epochs=2, lr=1e-2, random_state=0),
+                     random_state=3, **common),  # a keyword replaces that field of the options
+    )
+    assert a.train_loss == b.train_loss and a.val_history == b.val_history
+    for key, value in a_model.bridge.state_dict().items():
+        assert torch.equal(b_model.bridge.state_dict()[key], value)
+
+
+def test_train_options_check_themselves():
+    options = TrainOptions(epochs=np.int64(3), lr=1, micro_batch_size=32, batch_size=8)
+    assert type(options.epochs) is int and type(options.lr) is float
+    assert options.chunk == 8 and options.pass_size == 8  # the micro-batch is at most a batch
+    assert TrainOptions(micro_batch_size=4, cache_batch_size=64).pass_size == 64
+    assert [e for e in range(1, 8) if TrainOptions(epochs=7, eval_every=3).evaluates_at(e)] == [3, 6, 7]
+    with pytest.raises(ValueError, match="'align' is 'middle'"):
+        TrainOptions(align="middle")
+    with pytest.raises(ValueError, match="'init' is 'zeros'"):
+        TrainOptions(init="zeros")
+    with pytest.raises(ValueError, match="'eval_every' must be >= 1"):
+        TrainOptions(eval_every=0)
+    with pytest.raises(ValueError, match="'max_grad_norm' must be a finite number > 0"):
+        TrainOptions(max_grad_norm=0.0)
+    with pytest.raises(TypeError, match="'cache_batch_size' must be an integer"):
+        TrainOptions(cache_batch_size=2.5)
+    fm = old_fm()
+    fm.check_layer_index(fm.n_layers - 1, "j")
+    with pytest.raises(IndexError, match=r"'j' must be in \[0, 1\] for hubert-ecg, got 2 instead"):
+        fm.check_layer_index(2, "j")
 
 
 def test_fit_head_unfrozen_trains_the_fm(splits):
