@@ -2,11 +2,13 @@
 outlets and the shipped demo bundle in ONNX Runtime.
 
 A 20-ms "heartbeat" timer runs on the UI thread through every test: if anything there waited on Ray or LSL, the
-beats would stall, so the longest pause between beats is asserted.
+beats would stall, so the longest pause between beats is asserted (beyond what a control thread in the same
+process pauses, which is the machine's load, not the app).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -26,20 +28,43 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_runtime")]
 
 
 class Heartbeat:
-    """Beats every 20 ms on the UI thread and remembers the longest pause between beats."""
+    """Beats every 20 ms on the UI thread and remembers the longest pause between beats.
+
+    A control thread beats beside it. When the whole process is starved (a busy machine: the suite's parallel
+    workers share two cores), both pause; when the UI thread alone waits (on Ray, on LSL), only it does. So the
+    UI thread's longest pause is judged against the control's (:meth:`stalled_s`).
+    """
 
     def __init__(self) -> None:
         self.last = time.monotonic()
         self.longest_s = 0.0
+        self.control_longest_s = 0.0
         self.timer = QtCore.QTimer()
         self.timer.setInterval(20)
         self.timer.timeout.connect(self._beat)
         self.timer.start()
+        self._stop = threading.Event()
+        threading.Thread(target=self._control, daemon=True).start()
 
     def _beat(self) -> None:
         now = time.monotonic()
         self.longest_s = max(self.longest_s, now - self.last)
         self.last = now
+
+    def _control(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(0.02):
+            now = time.monotonic()
+            self.control_longest_s = max(self.control_longest_s, now - last)
+            last = now
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self._stop.set()
+
+    def stalled_s(self) -> float:
+        """How much longer the UI thread paused than a thread that waits on nothing (s)."""
+        return self.longest_s - self.control_longest_s
 
 
 def _settings(tmp_path: Path) -> QtCore.QSettings:
@@ -128,20 +153,23 @@ def test_connect_predict_unplug_recover_record_and_a_corrupt_bundle(qtbot, tmp_p
         window.start_recording(path)
         qtbot.waitUntil(lambda: "REC" in window.record_label.text() and "MB" in window.record_label.text(),
                         timeout=20_000)
-        qtbot.wait(4000)
+        n_recording = window.timeline.n_windows(name)
+        qtbot.waitUntil(lambda: window.timeline.n_windows(name) >= n_recording + 2, timeout=60_000)
         window.stop_recording()
         qtbot.waitUntil(lambda: "recording saved" in _events_text(window), timeout=30_000)
         assert not window.record_action.isChecked() and window.record_label.text() == ""
-        heartbeat.timer.stop()  # what follows is the test's own reading of the file, on this thread
+        heartbeat.stop()  # what follows is the test's own reading of the file, on this thread
         streams, _ = pyxdf.load_xdf(str(path))
         by_name = {s["info"]["name"][0]: s for s in streams}
         assert name in by_name and len(by_name[name]["time_stamps"]) > 2 * 64  # about 4 s recorded
         predictions = [s for n, s in by_name.items() if n.startswith(name) and "predictions" in n]
         assert predictions and len(predictions[0]["time_stamps"]) >= 1
     finally:
+        heartbeat.stop()
         window.close()
         publisher.stop()
-    assert heartbeat.longest_s < 0.5, f"the UI thread stalled for {heartbeat.longest_s:.2f} s"
+    assert heartbeat.stalled_s() < 0.5, (f"the UI thread stalled for {heartbeat.longest_s:.2f} s "
+                                         f"(a control thread for {heartbeat.control_longest_s:.2f} s)")
 
 
 def test_demo_window_shows_ecg_beside_ppg_predictions_and_the_true_state(qtbot, tmp_path):
@@ -165,8 +193,9 @@ def test_demo_window_shows_ecg_beside_ppg_predictions_and_the_true_state(qtbot, 
             qtbot.waitUntil(lambda sp=stream_plot: sp.curve is not None and len(sp.curve.getData()[0]) > 100,
                             timeout=20_000)
     finally:
+        heartbeat.stop()
         window.close()
-    assert heartbeat.longest_s < 0.5, f"the UI thread stalled for {heartbeat.longest_s:.2f} s"
+    assert heartbeat.stalled_s() < 0.5, f"the UI thread stalled for {heartbeat.longest_s:.2f} s"
 
 
 def test_a_recording_replays_from_the_window_and_a_malformed_one_is_said(qtbot, tmp_path, unique_id):

@@ -20,6 +20,7 @@ from biostream.runtime.session import MonitorSession
 from bridges.bundle import demo_bundle_path, read_bundle
 from ui.controller import SessionController
 from ui.main_window import MainWindow
+from ui.sources import Source
 
 
 def application() -> QtWidgets.QApplication:
@@ -51,11 +52,7 @@ def demo_window(seed: int = DEMO_SEED, settings: QtCore.QSettings | None = None)
     window = MainWindow(settings=settings)
     window.setWindowTitle("biostream demo: a stress model trained on chest ECG, reading a PPG wristband")
 
-    def populate() -> None:
-        source = window.sources.simulate("stress", ("ecg", "ppg"), seed=seed, dwell_scale=DEMO_DWELL_SCALE,
-                                         suffix=f" (demo {uuid.uuid4().hex[:4]})")
-        if source is None:
-            return
+    def attach(source: Source) -> None:
         ecg, ppg, states = source.stream_names
         controller = window.controller
         window.timeline.set_truth_stream(states)
@@ -65,6 +62,10 @@ def demo_window(seed: int = DEMO_SEED, settings: QtCore.QSettings | None = None)
         window.open_bundle(demo_bundle_path())
         window.say("demo: a stress model trained on chest ECG now reads the PPG wristband; the states change "
                    "about every minute (the truth track under the predictions shows them)")
+
+    def populate() -> None:
+        window.sources.simulate("stress", ("ecg", "ppg"), seed=seed, dwell_scale=DEMO_DWELL_SCALE,
+                                suffix=f" (demo {uuid.uuid4().hex[:4]})", then=attach)
 
     window.after_start(populate)
     return window

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,20 +58,28 @@ class SourceManager(QtCore.QObject):
         self._inbox = UiInbox(self)
 
     def simulate(self, scenario: str = "stress", modalities: Sequence[str] = ("ecg", "ppg"), *, seed: int = 0,
-                 dwell_scale: float = 0.3, suffix: str | None = None) -> Source | None:
-        """Start a live simulation (outlets appear at once); ``started`` with it, or ``failed``."""
+                 dwell_scale: float = 0.3, suffix: str | None = None,
+                 then: Callable[[Source], None] | None = None) -> None:
+        """Start a live simulation, built off the UI thread (it takes a moment).
+
+        Emits ``started`` with it and then calls ``then(source)``, both on the UI thread; or emits ``failed``.
+        """
         suffix = f"-{uuid.uuid4().hex[:4]}" if suffix is None else suffix
-        try:
-            live = LiveSimulation(scenario, list(modalities), seed=seed, dwell_scale=dwell_scale, name_suffix=suffix)
-        except (ValueError, OSError) as err:
-            self.failed.emit(f"cannot start the simulation: {first_line(err)}")
-            return None
-        source = Source(f"simulation {scenario} ({', '.join(modalities)})", live, list(live.stream_names))
-        source.thread = threading.Thread(target=live.run, name="biostream-simulation", daemon=True)
-        source.thread.start()
-        self.sources.append(source)
-        self.started.emit(source)
-        return source
+
+        def work() -> None:
+            try:
+                live = LiveSimulation(scenario, list(modalities), seed=seed, dwell_scale=dwell_scale,
+                                      name_suffix=suffix)
+            except (ValueError, OSError) as err:
+                self._inbox.post(self._report_failure, f"cannot start the simulation: {first_line(err)}")
+                return
+            source = Source(f"simulation {scenario} ({', '.join(modalities)})", live, list(live.stream_names),
+                            thread=threading.current_thread())
+            self.sources.append(source)
+            self._inbox.post(lambda started: self._report_started(started, then), source)
+            live.run()
+
+        threading.Thread(target=work, name="biostream-simulation", daemon=True).start()
 
     def replay(self, path: str | Path, *, loop: bool = True) -> None:
         """Replay a recording (read on a thread); ``started`` once its outlets are up, or ``failed``."""
@@ -94,8 +102,10 @@ class SourceManager(QtCore.QObject):
     def _report_failure(self, message: str) -> None:
         self.failed.emit(message)
 
-    def _report_started(self, source: Source) -> None:
+    def _report_started(self, source: Source, then: Callable[[Source], None] | None = None) -> None:
         self.started.emit(source)
+        if then is not None:
+            then(source)
 
     def stop_all(self) -> None:
         """Stop every source (the window is closing)."""
