@@ -551,7 +551,12 @@ def bundle_summary(bundle: Bundle) -> list[str]:
 
     def fm(info: FMInfo) -> str:
         origin = "random init" if info.checkpoint_sha256 == RANDOM_INIT else f"checkpoint {info.checkpoint_sha256}"
+        if info.fine_tuned:
+            origin += ", then fine-tuned"
         return f"{info.name} ({origin})"
+
+    def weights(info: FMInfo, what: str) -> list[str]:
+        return [f"               weights sha256 {info.weights_sha256} ({what})"] if info.weights_sha256 else []
 
     lines = [
         f"bundle:        {bundle.path}",
@@ -564,7 +569,9 @@ def bundle_summary(bundle: Bundle) -> list[str]:
         f"{bundle.output_name} {_shape_text(bundle.output_shape)}, {size} ONNX"
         + ("" if bundle.onnx_checked else " (graph not checked)"),
         f"new FM:        {fm(prov.new_fm)}, layers 0..{prov.layer_i}",
+        *weights(prov.new_fm, "the FM"),
         f"old FM:        {fm(prov.old_fm)}, layers {prov.layer_j}..end + head",
+        *weights(prov.old_fm, "the FM with its head"),
         f"bridge:        rank {bridge.rank}, {bridge.n_prototypes} prototypes, {bridge.n_tokens} tokens × "
         f"{bridge.d_out} (from {bridge.d_in}); {prov.trainable_parameters:,} trainable parameters",
         "training data: " + (", ".join(f"{k}={_format_value(v)}" for k, v in prov.training_data.items()) or "-"),

@@ -19,11 +19,13 @@ Two exporters exist in torch 2.13:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import logging
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,27 +84,59 @@ def _check_window(x: torch.Tensor, name: str) -> None:
         raise ExportError(f"'{name}' must be a float32 tensor (batch >= 1, channels, samples), got {what}.")
 
 
+#: Loggers of the exporters' internals; while exporting they pass errors only.
+_EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "torch._subclasses",
+                     "torch.fx", "torch._functorch", "onnxscript", "onnx_ir", "torchvision")
+#: Modules whose warnings during export are the exporter's business, not the user's.
+_EXPORTER_MODULES = r"(torch|onnxscript|onnx_ir|onnx|torchvision|transformers)(\.|$)"
+
+
+@contextlib.contextmanager
+def _exporter_chatter_silenced() -> Iterator[None]:
+    """Silence the exporters' own progress, deprecation notices and internal warnings (errors still raise).
+
+    The dynamo exporter prints its stages (``[torch.onnx] Obtain model graph ...``) unless ``verbose=False``,
+    which the callers pass; this also keeps its FutureWarnings and DeprecationWarnings (and those of the
+    libraries it imports, such as torchvision when installed), the TorchScript tracer's warnings about Python
+    numbers it records, its UserWarnings, and the internal loggers below ERROR from reaching the user.
+    UserWarnings raised from the user's own modules still show.
+    """
+    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(max(log.getEffectiveLevel(), logging.ERROR))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=_EXPORTER_MODULES)
+            yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
 def _export_dynamo(model: nn.Module, example: torch.Tensor) -> bytes:
-    program = torch.onnx.export(
-        model,
-        (example,),
-        None,
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        opset_version=OPSET_VERSION,
-        dynamo=True,
-        dynamic_shapes=({0: torch.export.Dim(_BATCH_AXIS)},),
-    )
+    with _exporter_chatter_silenced():
+        program = torch.onnx.export(
+            model,
+            (example,),
+            None,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=OPSET_VERSION,
+            dynamo=True,
+            dynamic_shapes=({0: torch.export.Dim(_BATCH_AXIS)},),
+            verbose=False,
+        )
     return program.model_proto.SerializeToString()
 
 
 def _export_torchscript(model: nn.Module, example: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # The exporter announces its own deprecation, and the tracer warns about every Python int it records.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+    # The exporter announces its own deprecation, and the tracer warns about every Python int it records.
+    with _exporter_chatter_silenced():
         torch.onnx.export(
             model,
             (example,),

@@ -134,7 +134,8 @@ def _from_dict(cls: type, data: Any, key: str = "") -> Any:
     if not isinstance(data, Mapping):
         raise _bad(key or "manifest", "an object", data)
     names = [f.name for f in fields(cls)]
-    missing = [n for n in names if n not in data]
+    optional = getattr(cls, "_OPTIONAL", ())
+    missing = [n for n in names if n not in data and n not in optional]
     unknown = sorted(set(data) - set(names))
     try:
         if missing:
@@ -142,7 +143,7 @@ def _from_dict(cls: type, data: Any, key: str = "") -> Any:
         if unknown:
             raise ManifestError(unknown[0], f"is unknown (known keys: {', '.join(names)}).")
         nested = getattr(cls, "_NESTED", {})
-        kwargs = {n: _from_dict(nested[n], data[n], n) if n in nested else data[n] for n in names}
+        kwargs = {n: _from_dict(nested[n], data[n], n) if n in nested else data[n] for n in names if n in data}
         return cls(**kwargs)
     except ManifestError as err:
         raise (err.within(key) if key else err) from None
@@ -274,16 +275,33 @@ class FMInfo:
         Adapter name (``"hubert-ecg"``, ``"papagei"``, ``"labram"``) with its size, e.g. ``"hubert-ecg-small"``.
     checkpoint_sha256 : str
         SHA-256 (64 lowercase hex digits) of the checkpoint file it was loaded from, or ``"random-init"``.
+    weights_sha256 : str, optional
+        SHA-256 of the weights the bundle was built from (:func:`bridges.fm.checkpoints.state_sha256` of the
+        state: for the old FM, FM and task head together, as ``fit-head`` left them). Optional: bundles written
+        before it was recorded lack it.
+    fine_tuned : bool, optional
+        Whether those weights were trained after loading (the old FM unfrozen with its head). Optional, as
+        ``weights_sha256``.
     """
+
+    #: Keys a manifest may leave out (added to schema 1 later); left out of ``manifest.json`` when None.
+    _OPTIONAL = ("weights_sha256", "fine_tuned")
 
     name: str
     checkpoint_sha256: str = RANDOM_INIT
+    weights_sha256: str | None = None
+    fine_tuned: bool | None = None
 
     def __post_init__(self) -> None:
         _set(self, "name", _str(self.name, "name"))
         sha = self.checkpoint_sha256
         if not (sha == RANDOM_INIT or (isinstance(sha, str) and _SHA256.fullmatch(sha))):
             raise _bad("checkpoint_sha256", f"64 lowercase hex digits or {RANDOM_INIT!r}", sha)
+        weights = self.weights_sha256
+        if not (weights is None or (isinstance(weights, str) and _SHA256.fullmatch(weights))):
+            raise _bad("weights_sha256", "64 lowercase hex digits", weights)
+        if not (self.fine_tuned is None or isinstance(self.fine_tuned, bool)):
+            raise _bad("fine_tuned", "true or false", self.fine_tuned)
 
 
 @dataclass(frozen=True)
@@ -415,6 +433,11 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists, not tuples); ``from_dict(to_dict(m)) == m``."""
         data = _json(asdict(self), "manifest")
+        for side in ("old_fm", "new_fm"):  # optional keys left out when unset, as manifests were before them
+            fm = data["provenance"][side]
+            for key in FMInfo._OPTIONAL:
+                if fm.get(key) is None:
+                    fm.pop(key, None)
         return {"schema_version": data.pop("schema_version"), **data}
 
     @classmethod

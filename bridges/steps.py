@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from bridges.config import ConfigError
+from bridges.fm.checkpoints import state_sha256
 from bridges.metrics import count_trainable, evaluate
 from bridges.workflow import TransferRun, write_json
 
@@ -22,8 +23,9 @@ def fit_head_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     from bridges.head import fit_head
 
     cfg = run.section("head")
-    splits = run.splits
+    run.checked_fm_spec("new")  # a checkpoint left to fill in is named now, not after the data is built
     fm, preprocess = run.build_fm_and_preprocess("old")
+    splits = run.splits
     model, result = fit_head(
         fm, preprocess, splits["train"], splits["val"], unfreeze=cfg.unfreeze, mlp_hidden=cfg.mlp_hidden,
         class_weights=cfg.class_weights, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
@@ -33,6 +35,7 @@ def fit_head_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     test = evaluate(model, splits["test"])
     payload = {
         **result.to_dict(),
+        "weights_sha256": state_sha256(model.state_dict()),
         "d_features": next(m for m in model.head.modules() if isinstance(m, torch.nn.Linear)).in_features,
         "n_classes": splits["train"].n_classes,
         "class_names": splits["train"].class_names,
@@ -153,10 +156,10 @@ def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
         metrics["distill_test"] = _numeric(distilled["test_metrics"])
         metrics["distill_trainable_parameters"] = distilled["n_trainable"]
     test = run.splits["test"]
-    # The scenario names simulated data only; a real data set is named by its source.
+    # Only keys that apply to the source: the scenario names simulated data only; a data set is named by its source.
     training_data = {"source": data.source, **({"scenario": data.scenario} if data.source == "simulated" else {}),
                      "n_pair_windows": train["n_pair"], "normalisation": "per window"}
-    fms = run.provenance_fms()
+    fms = run.provenance_fms(model)
     spec = model.new_fm.input_spec
     c = model.bridge.config
     manifest = Manifest(

@@ -21,6 +21,8 @@ from safetensors.torch import load_file, save_file
 from bridges.bridge import PROTOTYPE_INITS, BridgeConfig, PrototypeBridge
 from bridges.config import ConfigError, load_sections
 from bridges.data import PairedWindows, simulated_paired, split_subjects
+from bridges.data.datasets import check_data_keys, explicit_split
+from bridges.fm.checkpoints import state_sha256
 from bridges.fm.registry import FMSpec, build_fm, checkpoint_sha256
 from bridges.models import BridgedModel, OldModel, make_head
 from bridges.preprocess import preprocess_for
@@ -54,27 +56,58 @@ DATA_SOURCES = ("simulated", "wesad", "isruc", "fog")
 
 @dataclass(frozen=True)
 class DataSection:
-    """``[data]``: where the paired windows come from and how they are split by subject."""
+    """``[data]``: where the paired windows come from and how they are split by subject.
+
+    A key the file leaves out is None here until :func:`bridges.data.datasets.check_data_keys` fills in the
+    source's default; a key that does not apply to the source (``scenario`` for WESAD, ``root`` for simulated
+    sessions) is refused by name. Modality names are made canonical (WESAD's ``"bvp"`` is ``"ppg"``).
+
+    Attributes
+    ----------
+    source : str
+        One of :data:`DATA_SOURCES`.
+    root : str
+        The data set's folder (not for ``"simulated"``), relative to the config file's folder or absolute.
+    scenario, n_subjects, duration_s
+        Simulated sessions only: the scenario (default ``"stress"``), subjects (15) and seconds per subject (900).
+    old_modality, new_modality : str
+        Default: the source's direction (WESAD and simulated ECG → PPG, ISRUC EEG → ECG, FOG EEG → EMG).
+    window_s, step_s : float
+        Default: the source's (the simulated scenario's) window and step.
+    classes : int
+        WESAD 3 (baseline, stress, amusement; default) or 2 (non-stress, stress); ISRUC 2 (default) or 5; FOG 2;
+        simulated: the scenario's state count (sleep: also 2).
+    seed : int
+        Seeds the simulated subjects and the random split (default 0).
+    split : list or table
+        Subjects per split: 4 counts or 4 fractions for train, val, pair, test (subjects drawn at random with
+        ``seed``), or a table of subject lists, ``{ train = ["S2", ...], val = [...], pair = [...], test = [...] }``
+        (only those subjects are read). Default: the paper's sizes for 15 or 99 subjects, else WESAD's shares.
+    cache_dir : str
+        Where built windows are cached (default: ``<output dir>/cache``).
+    """
 
     source: str = "simulated"
-    root: str = ""
-    scenario: str = "stress"
-    old_modality: str = "ecg"
-    new_modality: str = "ppg"
-    n_subjects: int = 15
-    duration_s: float = 900.0
-    window_s: float = 60.0
-    step_s: float = 5.0
+    root: str | None = None
+    scenario: str | None = None
+    old_modality: str | None = None
+    new_modality: str | None = None
+    n_subjects: int | None = None
+    duration_s: float | None = None
+    window_s: float | None = None
+    step_s: float | None = None
     classes: int | None = None
-    seed: int = 0
-    split: list[int] | None = None
-    cache_dir: str | None = None  # default: <output dir>/cache
+    seed: int | None = None
+    split: list[int] | list[float] | dict[str, Any] | None = None
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         check_value(self.source, DATA_SOURCES, "source")
         _check_positive(self, "duration_s", "window_s", "step_s")
         _check_counts(self, 1, "n_subjects")
         _check_counts(self, 0, "seed")
+        for name, value in check_data_keys(asdict(self)).items():
+            object.__setattr__(self, name, value)  # the source's defaults, canonical names
 
 
 @dataclass(frozen=True)
@@ -182,10 +215,29 @@ class OutputSection:
 
 @dataclass(frozen=True)
 class FMSection(FMSpec):
-    """``[old_fm]`` / ``[new_fm]``: see :class:`bridges.fm.registry.FMSpec`."""
+    """``[old_fm]`` / ``[new_fm]``: see :class:`bridges.fm.registry.FMSpec`.
+
+    ``window_s`` is not a key here (the window is ``[data] window_s``); keys that a published checkpoint makes
+    moot (``config`` for LaBraM and PaPaGei, which read their architecture from the file), ``trust_pickle``
+    without one, and ``channels`` for single-channel PaPaGei are refused by name.
+    """
 
     name: str = "hubert_ecg"
     channels: list[str] = field(default_factory=list)
+    window_s: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.window_s is not None:
+            raise ValueError("'window_s' is not a key of an FM section: the window is [data] window_s")
+        published = bool(self.checkpoint) and not self.checkpoint.endswith(".safetensors")
+        if self.config and published and self.name in ("labram", "papagei"):
+            raise ValueError(f"'config' does not apply with a published {self.name} checkpoint, which sets the "
+                             "architecture; remove it (or 'checkpoint', for random weights of that shape)")
+        if self.trust_pickle and not published:
+            raise ValueError("'trust_pickle' applies to a published checkpoint ('.pt'/'.pth') only; remove it")
+        if self.channels and self.name == "papagei":
+            raise ValueError("'channels' does not apply to papagei, which reads one PPG channel; remove it")
 
 
 SCHEMA: dict[str, type] = {
@@ -216,23 +268,45 @@ def _save_state(module: torch.nn.Module, path: Path) -> Path:
 class TransferRun:
     """One transfer: config sections, the paired data, the FMs and the artefacts in ``output.dir``.
 
+    Paths in the config file (``[data] root`` and ``cache_dir``, FM checkpoints, ``[export] path``, ``[output]
+    dir``) are relative to the file's folder; without a file, to the working directory.
+
     Parameters
     ----------
     config_path : str, Path or None
         TOML file with the sections of :data:`SCHEMA` (all optional).
     overrides : dict
         Per-section values from command-line flags (``None`` = not given).
+    progress : bool
+        Show progress bars while building the paired windows.
     """
 
-    def __init__(self, config_path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None):
+    def __init__(self, config_path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+                 *, progress: bool = True):
         self.sections = load_sections(config_path, SCHEMA, overrides)
         base = Path(config_path).parent if config_path else Path.cwd()
+        self._where = str(config_path) if config_path else "defaults"
+        self._base = base
+        self.progress = progress
+        self.data_root = self._data_root()
         self.out_dir = (base / self.sections["output"].dir).resolve()
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ConfigError(f"output folder '{self.out_dir}' cannot be created: {err.strerror or err}") from None
-        self._base = base
+
+    def _data_root(self) -> Path | None:
+        """``[data] root`` resolved against the config file's folder; it must be an existing folder."""
+        data = self.section("data")
+        if data.root is None:
+            return None
+        root = (self._base / Path(data.root).expanduser()).resolve()
+        if not root.is_dir():
+            what = "is not a folder" if root.exists() else "does not exist"
+            relative = "" if Path(data.root).expanduser().is_absolute() else (
+                f" (relative to the config file's folder '{self._base.resolve()}')")
+            raise ConfigError(f"{self._where} [data]: root {data.root!r} is '{root}'{relative}, which {what}")
+        return root
 
     # ------------------------------------------------------------------ inputs
     def section(self, name: str) -> Any:
@@ -258,37 +332,55 @@ class TransferRun:
     def splits(self) -> dict[str, PairedWindows]:
         """Paired windows per split (``train``, ``val``, ``pair``, ``test``), subject-disjoint."""
         data = self.section("data")
+        explicit = explicit_split(data.source, data.split) if isinstance(data.split, dict) else None
+        windows = self._paired_windows(None if explicit is None else [s for ids in explicit.values() for s in ids])
+        found = sorted(set(windows.subjects.tolist()))
+        if explicit is None:
+            try:
+                split = split_subjects(found, counts=tuple(data.split) if data.split else None,
+                                       random_state=data.seed)
+            except BadInputError as err:
+                raise ConfigError(f"{self._where} [data]{' split' if data.split else ''}: {err}") from None
+        else:
+            split = explicit
+            absent = [s for ids in explicit.values() for s in ids if s not in found]
+            if absent:
+                logger.warning("[data] split names subject(s) %s that have no windows (the data has windows of %s)",
+                               absent, found)
+        out = {name: windows.of_subjects(ids) for name, ids in split.items()}
+        empty = {name: split[name] for name, part in out.items() if not len(part)}
+        if empty:
+            raise ConfigError(f"{self._where} [data] split: no windows in {', '.join(empty)} (subjects {empty})")
+        return out
+
+    def _paired_windows(self, subjects: list[str] | None) -> PairedWindows:
+        """All paired windows of ``[data]`` (only ``subjects`` when given: the data's ids)."""
+        data = self.section("data")
         cache = str(self._base / data.cache_dir) if data.cache_dir else str(self.out_dir / "cache")
+        direction = f"{data.old_modality}->{data.new_modality}"
+        common = {"cache_dir": cache, "window_s": data.window_s, "step_s": data.step_s, "progress": self.progress}
         if data.source == "simulated":
-            windows = simulated_paired(
-                data.scenario, data.old_modality, data.new_modality, data.n_subjects, data.duration_s,
-                seed=data.seed, window_s=data.window_s, step_s=data.step_s, classes=data.classes, cache_dir=cache,
-            )
-        elif data.source == "wesad":
+            if subjects is not None:
+                simulated = [f"sim{data.seed + k}" for k in range(data.n_subjects)]
+                unknown = [s for s in subjects if s not in simulated]
+                if unknown:
+                    raise ConfigError(f"{self._where} [data] split: names {unknown}, but the simulated subjects are "
+                                      f"{simulated[0]} ... {simulated[-1]} (sim<seed + k> for k < n_subjects)")
+            return simulated_paired(data.scenario, data.old_modality, data.new_modality, data.n_subjects,
+                                    data.duration_s, seed=data.seed, classes=data.classes, **common)
+        if data.source == "wesad":
             from bridges.data import wesad_paired
 
-            direction = f"{data.old_modality}->{data.new_modality}"
-            windows = wesad_paired(data.root, direction=direction, cache_dir=cache, window_s=data.window_s,
-                                   step_s=data.step_s)
-        elif data.source == "isruc":
+            return wesad_paired(self.data_root, subjects=subjects, direction=direction, classes=data.classes,
+                                **common)
+        if data.source == "isruc":
             from bridges.data import isruc_paired
 
-            direction = f"{data.old_modality}->{data.new_modality}"
-            windows = isruc_paired(data.root, classes=data.classes or 2, direction=direction, cache_dir=cache,
-                                   window_s=data.window_s, step_s=data.step_s)
-        elif data.source == "fog":
-            from bridges.data import fog_paired
+            return isruc_paired(self.data_root, subjects=None if subjects is None else [int(s) for s in subjects],
+                                classes=data.classes, direction=direction, **common)
+        from bridges.data import fog_paired
 
-            if data.classes not in (None, 2):
-                raise ConfigError(f"[data] classes = {data.classes} for source 'fog', which has 2 (walking, freezing)")
-            direction = f"{data.old_modality}->{data.new_modality}"
-            windows = fog_paired(data.root, direction=direction, cache_dir=cache, window_s=data.window_s,
-                                 step_s=data.step_s)
-        else:
-            raise BadInputError(f"[data] source {data.source!r} has to be one of {list(DATA_SOURCES)}")
-        subjects = sorted(set(windows.subjects.tolist()))
-        split = split_subjects(subjects, counts=tuple(data.split) if data.split else None, random_state=data.seed)
-        return {name: windows.of_subjects(ids) for name, ids in split.items()}
+        return fog_paired(self.data_root, subjects=subjects, direction=direction, **common)
 
     def fm_spec(self, side: str) -> FMSpec:
         """The FM spec of ``side`` (``"old"`` or ``"new"``), its window length taken from ``[data]``."""
@@ -296,12 +388,24 @@ class TransferRun:
         values = asdict(section)
         values["window_s"] = self.section("data").window_s
         if values["checkpoint"]:
-            values["checkpoint"] = str(self._base / values["checkpoint"])
+            values["checkpoint"] = str((self._base / Path(values["checkpoint"]).expanduser()).resolve())
         return FMSpec(**values)
+
+    def checked_fm_spec(self, side: str) -> FMSpec:
+        """:meth:`fm_spec`, its checkpoint checked to exist (a recipe's placeholder path says which key to set)."""
+        spec = self.fm_spec(side)
+        raw = self.section(f"{side}_fm").checkpoint
+        if spec.checkpoint and not Path(spec.checkpoint).exists():
+            hint = "the recipe's placeholder: " if "/path/to/" in raw else ""
+            raise ConfigError(
+                f"{self._where} [{side}_fm]: checkpoint {raw!r} is '{spec.checkpoint}', which does not exist; {hint}"
+                f"set [{side}_fm] checkpoint to the {spec.name} checkpoint file (or remove it for random weights)"
+            )
+        return spec
 
     def build_fm_and_preprocess(self, side: str) -> tuple[Any, Any]:
         """A fresh FM of ``side`` and its preprocessing module."""
-        spec = self.fm_spec(side)
+        spec = self.checked_fm_spec(side)
         fm = build_fm(spec)
         return fm, preprocess_for(fm.input_spec, spec.modality)
 
@@ -323,12 +427,23 @@ class TransferRun:
         bridge.load_state_dict(load_file(str(self.require("bridge.safetensors", "train"))))
         return BridgedModel(new_preprocess, new_fm, bridge, old.fm, old.head, i=info["i"], j=info["j"]).eval()
 
-    def provenance_fms(self) -> dict[str, dict[str, str]]:
-        """FM names and checkpoint hashes for the manifest."""
-        out = {}
+    def provenance_fms(self, model: BridgedModel | None = None) -> dict[str, dict[str, Any]]:
+        """Each FM's name, the checkpoint it started from, and the weights the bundle holds (for the manifest).
+
+        ``checkpoint_sha256`` is the file the FM was built from (``"random-init"`` for seeded random weights).
+        With ``model`` (the pipeline being exported), ``weights_sha256`` is :func:`state_sha256` of the weights it
+        runs: for the old FM, the old model ``fit-head`` saved (FM and head, fine-tuned when ``[head] unfreeze``:
+        then ``fine_tuned`` is true), for the new FM, its state as built.
+        """
+        out: dict[str, dict[str, Any]] = {}
         for side in ("old", "new"):
-            spec = self.fm_spec(side)
+            spec = self.checked_fm_spec(side)
             out[side] = {"name": f"{spec.name}-{spec.size}", "checkpoint_sha256": checkpoint_sha256(spec)}
+        if model is not None:
+            head_info = self.read_json("head.json", "fit-head")
+            old_state = load_file(str(self.require("old_model.safetensors", "fit-head")))
+            out["old"].update(weights_sha256=state_sha256(old_state), fine_tuned=bool(head_info.get("unfreeze")))
+            out["new"].update(weights_sha256=state_sha256(model.new_fm.state_dict()), fine_tuned=False)
         return out
 
     @staticmethod

@@ -151,7 +151,7 @@ dir = "run"
     assert sum(len(s) for s in subjects.values()) == 4  # disjoint
     assert splits["pair"].old.shape[1:] == (3, 390) and splits["pair"].new.shape[1:] == (6, 600)
     config.write_text(config.read_text().replace('step_s = 0.3', 'step_s = 0.3\nclasses = 3'))
-    with pytest.raises(BadInputError, match=r"\[data\] classes = 3 for source 'fog'"):
+    with pytest.raises(BadInputError, match=r"\[data\]: 'classes' is 3, but source 'fog' has 2 \(walking, freezing\)"):
         _ = TransferRun(config).splits
 
 

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 #: as BioX-Bridge feeds it (``bridges.fm.registry.NORMWEAR_SFREQ_HZ``).
 FM_SFREQ_HZ: dict[str, float] = {"ecg": 100.0, "ppg": 125.0, "eeg": 200.0, "emg": 130.0}
 WESAD_CLASSES = ("baseline", "stress", "amusement")
+#: WESAD's binary protocol (Schmidt et al. 2018): stress against the rest (baseline and amusement).
+WESAD_BINARY = ("non-stress", "stress")
 ISRUC_STAGES = ("W", "N1", "N2", "N3", "REM")
 SLEEP_WAKE = ("wake", "sleep")
 #: FOG classes: label 0 (FOG-free) and 1 (freezing), named as the gait scenario's states.
@@ -112,6 +114,7 @@ def wesad_paired(
     window_s: float = 60.0,
     step_s: float = 5.0,
     progress: bool = True,
+    classes: int = 3,
 ) -> PairedWindows:
     """WESAD chest ECG (700 Hz) paired with wrist BVP (64 Hz), classes baseline / stress / amusement.
 
@@ -129,6 +132,9 @@ def wesad_paired(
         Window and hop (s); the paper uses 60 s and 5 s.
     progress : bool
         Show a progress bar over subjects.
+    classes : int
+        3 (``baseline``, ``stress``, ``amusement``) or 2 (``non-stress`` = baseline and amusement, ``stress``:
+        WESAD's binary protocol).
 
     Returns
     -------
@@ -137,6 +143,10 @@ def wesad_paired(
         label is transient, meditation or ignore, or that span a label change, are dropped and counted.
     """
     old, new = parse_direction(direction, ("ecg->ppg", "ppg->ecg"))
+    if classes not in (2, 3):
+        raise BadInputError(f"'classes' is {classes!r}, but has to be one of [3, 2].")
+    class_names = WESAD_CLASSES if classes == 3 else WESAD_BINARY
+    label_map = None if classes == 3 else {"baseline": "non-stress", "amusement": "non-stress"}
     root = Path(root).expanduser()
     numbers = _wesad_subjects(root, subjects)
     paths = {f"S{k}": wesad_path(root, k) for k in numbers}
@@ -144,11 +154,13 @@ def wesad_paired(
     if missing:
         raise BadInputError(f"WESAD root '{root}': missing subject file(s) {', '.join(missing)}")
     params = {"subjects": list(paths), "direction": direction, "window_s": window_s, "step_s": step_s}
+    if classes != 3:  # the three-class key stays as it was, so existing caches still hit
+        params["classes"] = classes
 
     def cut(recording: Recording, subject: str) -> tuple[PairedWindows, DropReport]:
         return paired_windows_from_recording(
-            recording, _WESAD_SELECT[old], _WESAD_SELECT[new], "Markers", WESAD_CLASSES, window_s, step_s,
-            _fm_rate(old), _fm_rate(new), subject,
+            recording, _WESAD_SELECT[old], _WESAD_SELECT[new], "Markers", class_names, window_s, step_s,
+            _fm_rate(old), _fm_rate(new), subject, label_map=label_map,
         )
 
     def build() -> PairedWindows:

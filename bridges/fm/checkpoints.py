@@ -35,6 +35,7 @@ __all__ = [
     "load_torch_checkpoint",
     "load_torch_state",
     "pickled_globals",
+    "state_sha256",
     "strip_prefix",
 ]
 
@@ -336,4 +337,29 @@ def file_sha256(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
     with path.open("rb") as handle:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """Hex SHA-256 of a state dict's tensors, independent of how they are stored.
+
+    Each tensor in name order contributes its name, dtype, shape and raw bytes (on the CPU, contiguous,
+    native byte order). A module's ``state_dict()`` and the ``.safetensors`` file it was saved to hash the same,
+    so a bundle's recorded weights hash can be checked against the run's artefacts.
+
+    Parameters
+    ----------
+    state : mapping of str to Tensor
+        Tensors by name (e.g. ``module.state_dict()`` or :func:`safetensors.torch.load_file`).
+
+    Returns
+    -------
+    str
+        64 lowercase hex digits.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
