@@ -67,8 +67,8 @@ def invoke(*args: str):
 def test_every_step_writes_its_artefacts_and_a_valid_bundle(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)
-    invoke("bridge", "fit-head", "--config", str(config), "--quiet")
-    invoke("bridge", "select", "--config", str(config))
+    assert invoke("bridge", "fit-head", "--config", str(config), "--quiet").output == ""
+    assert "selected:" in invoke("bridge", "select", "--config", str(config)).output
     invoke("bridge", "train", "--config", str(config), "--quiet")
     invoke("bridge", "evaluate", "--config", str(config))
     invoke("bridge", "distill", "--config", str(config), "--quiet")
@@ -95,6 +95,11 @@ def test_every_step_writes_its_artefacts_and_a_valid_bundle(tmp_path):
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4)
     info = invoke("info", str(tmp_path / "tiny.bxb")).output
     assert "rank 4, 16 prototypes" in info
+    # Truthful provenance: the teacher fit-head fine-tuned ([head] unfreeze) and the hashes of the weights held.
+    assert "old FM:        hubert_ecg-tiny (random init, then fine-tuned)" in info
+    head = json.loads((run / "head.json").read_text())
+    assert f"weights sha256 {head['weights_sha256']} (the FM with its head)" in info
+    assert info.count("weights sha256") == 2 and "scenario=stress" in info  # simulated data: its scenario applies
 
 
 def test_config_with_unknown_key_is_named(tmp_path):
