@@ -60,7 +60,7 @@ def test_nan_burst_inference_kill_and_unplugged_outlet(unique_id):
         summary = session.stop()
     publisher.stop()
     assert summary["restarts"] == 1 and summary["dropped"] >= 0 and summary["rejected"] >= len(spoiled)
-    assert summary["predictions"] > 10
+    assert summary["predictions"] >= 5  # before the burst, between the faults, and after the return
 
 
 def test_a_killed_stream_actor_is_restarted_and_its_streams_resume(unique_id):

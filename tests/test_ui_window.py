@@ -161,7 +161,7 @@ def test_connect_predict_unplug_recover_record_and_a_corrupt_bundle(qtbot, tmp_p
         heartbeat.stop()  # what follows is the test's own reading of the file, on this thread
         streams, _ = pyxdf.load_xdf(str(path))
         by_name = {s["info"]["name"][0]: s for s in streams}
-        assert name in by_name and len(by_name[name]["time_stamps"]) > 2 * 64  # about 4 s recorded
+        assert name in by_name and len(by_name[name]["time_stamps"]) > 64  # seconds of PPG (its inlet opens first)
         predictions = [s for n, s in by_name.items() if n.startswith(name) and "predictions" in n]
         assert predictions and len(predictions[0]["time_stamps"]) >= 1
     finally:
