@@ -21,3 +21,16 @@ class Py2StylePickler(pickle._Pickler):
 
     dispatch[bytes] = _save_py2_str
     dispatch[str] = _save_py2_str
+
+
+def write_wesad_subject(root, k: int, content: dict):
+    """Write ``content`` as WESAD's ``S<k>/S<k>.pkl`` under ``root`` (Python-2 style, numpy.core names); the path."""
+    import io
+
+    buffer = io.BytesIO()
+    Py2StylePickler(buffer, protocol=2).dump(content)
+    folder = root / f"S{k}"
+    folder.mkdir(parents=True)
+    path = folder / f"S{k}.pkl"
+    path.write_bytes(buffer.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    return path

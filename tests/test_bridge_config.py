@@ -4,7 +4,6 @@ subject split from the TOML, recipes with checkpoints to fill in, truthful prove
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import warnings
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _wesad_pickle import Py2StylePickler
+from _wesad_pickle import write_wesad_subject as pickle_subject
 from click.testing import CliRunner
 
 import bridges.recipes
@@ -52,13 +51,7 @@ def write_wesad_subject(root: Path, k: int) -> Path:
         "label": label,
         "subject": f"S{k}",
     }
-    buffer = io.BytesIO()
-    Py2StylePickler(buffer, protocol=2).dump(content)
-    folder = root / f"S{k}"
-    folder.mkdir(parents=True)
-    path = folder / f"S{k}.pkl"
-    path.write_bytes(buffer.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
-    return path
+    return pickle_subject(root, k, content)
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
-from _wesad_pickle import Py2StylePickler
+from _wesad_pickle import write_wesad_subject
 
 from bridges.data import (
     DROP_REASONS,
@@ -55,13 +54,7 @@ def _wesad_subject(root: Path, k: int, spoil: bool = True) -> Path:
         "label": label,
         "subject": f"S{k}",
     }
-    buffer = io.BytesIO()
-    Py2StylePickler(buffer, protocol=2).dump(content)
-    folder = root / f"S{k}"
-    folder.mkdir(parents=True)
-    path = folder / f"S{k}.pkl"
-    path.write_bytes(buffer.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
-    return path
+    return write_wesad_subject(root, k, content)
 
 
 @pytest.fixture(scope="module")
