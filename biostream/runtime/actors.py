@@ -34,6 +34,11 @@ from devices.errors import BadInputError, StreamMismatchError
 logger = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 5.0
+#: Extra time the first call to a new actor may take: Ray starts a worker process that imports torch and
+#: onnxruntime, which takes well over ten seconds on a loaded two-core machine.
+ACTOR_START_S = 30.0
+#: How long the recorder waits for a stream's inlet to open (resolution is slow when many outlets are up).
+RECORD_CONNECT_S = 15.0
 
 #: ``emit(kind, message, stream, level)``: how the pool tells the session what happened.
 Emit = Callable[[str, str, str, str], None]
@@ -223,8 +228,8 @@ class ActorPool:
         if spec.model is not None:
             model = self.models[spec.model.bundle_key]
             ray.get(group.handle.set_inference.remote(spec.model.bundle_key, model.handle, model.provider),
-                    timeout=CALL_TIMEOUT_S + 30.0)
-        result = ray.get(group.handle.add_stream.remote(spec, timeout_s), timeout=timeout_s + 30.0)
+                    timeout=CALL_TIMEOUT_S + ACTOR_START_S)
+        result = ray.get(group.handle.add_stream.remote(spec, timeout_s), timeout=timeout_s + ACTOR_START_S)
         if not result["ok"]:
             error_cls = StreamMismatchError if result["kind"] == "mismatch" else BadInputError
             raise error_cls(result["error"])
@@ -251,7 +256,7 @@ class ActorPool:
         recorder = recorder_cls.options(**cluster.stream_actor_options()).remote(
             str(path), {"session_id": self.session_id}
         )
-        status = ray.get(recorder.status.remote(), timeout=CALL_TIMEOUT_S + 10.0)
+        status = ray.get(recorder.status.remote(), timeout=CALL_TIMEOUT_S + ACTOR_START_S)
         if not status["recording"]:  # the file could not be created (full disk, read-only place, ...)
             ray.kill(recorder)
             raise BadInputError(status["reason"])
@@ -283,7 +288,8 @@ class ActorPool:
 
         if self.recorder is None or description.uid in self._recorded:
             return
-        answer = ray.get(self.recorder.add_stream.remote(description), timeout=CALL_TIMEOUT_S + 10.0)
+        answer = ray.get(self.recorder.add_stream.remote(description, RECORD_CONNECT_S),
+                         timeout=RECORD_CONNECT_S + CALL_TIMEOUT_S + 10.0)
         if answer["ok"]:
             self._recorded.add(description.uid)
         else:
@@ -341,7 +347,7 @@ class ActorPool:
                     model = self.models[spec.model.bundle_key]
                     ray.get(group.handle.set_inference.remote(spec.model.bundle_key, model.handle, model.provider),
                             timeout=CALL_TIMEOUT_S)
-                result = ray.get(group.handle.add_stream.remote(spec), timeout=CALL_TIMEOUT_S + 30.0)
+                result = ray.get(group.handle.add_stream.remote(spec), timeout=CALL_TIMEOUT_S + ACTOR_START_S)
                 if not result["ok"]:
                     self._emit("error", f"could not resume: {result['error']}", spec.key, "error")
             except Exception as err:  # noqa: BLE001 - keep supervising the others
