@@ -1,7 +1,7 @@
 """Bridge training cost: our cached/truncated loop vs a reference-style loop, its floor, and distillation.
 
-Real-size architectures with random weights (HuBERT-ECG-S, PaPaGei-S, LaBraM-base), random windows from a fixed
-seed, batch 16, Adam lr 1e-4, the bridge settings of DESIGN.md §9 for the WESAD and ISRUC directions:
+Real-size architectures with random weights (HuBERT-ECG-S, PaPaGei-S, LaBraM-base, NormWear), random windows from
+a fixed seed, batch 16, Adam lr 1e-4, the bridge settings of DESIGN.md §9 for the WESAD, ISRUC and FOG directions:
 
 =========  ===================  =========================  ===  ===  =====
 direction  old FM (j)           new FM (i)                 r    P    window
@@ -10,7 +10,12 @@ ecg2ppg    HuBERT-ECG-S, j=2    PaPaGei-S, i=4             8    150  60 s
 ppg2ecg    PaPaGei-S, j=11      HuBERT-ECG-S, i=7          32   50   60 s
 ecg2eeg    HuBERT-ECG-S, j=0    LaBraM (6 ch), i=11        4    200  30 s
 eeg2ecg    LaBraM (6 ch), j=2   HuBERT-ECG-S, i=7          32   300  30 s
+eeg2emg    LaBraM (6 ch), j=11  NormWear (3 ch), i=3       256  200  3 s
+emg2eeg    NormWear (3 ch), j=10 LaBraM (6 ch), i=6        8    50   3 s
 =========  ===================  =========================  ===  ===  =====
+
+FOG's windows are 3 s: LaBraM's F3, C3, O1, F4, C4, O2 at 200 Hz (19 tokens) and NormWear's three EMG channels at
+130 Hz (3 × 560 = 1,680 tokens of 768).
 
 **Layer mapping.** DESIGN §9's "old FM out layer k" is the layer whose *input* the bridge output replaces (the
 reference registers its forward pre-hook on ``fm_old.<layers>[k]``; its PaPaGei size table gives
@@ -82,12 +87,15 @@ from bridges.bridge import BridgeConfig, PrototypeBridge  # noqa: E402
 from bridges.distill import distillation_loss  # noqa: E402
 from bridges.fm.base import FoundationModel  # noqa: E402
 from bridges.fm.hubert_ecg import HubertECG, tiny_config  # noqa: E402
-from bridges.fm.labram import Labram, LabramConfig  # noqa: E402
+from bridges.fm.labram import ISRUC_CHANNELS, Labram, LabramConfig  # noqa: E402
+from bridges.fm.normwear import NormWear  # noqa: E402
+from bridges.fm.normwear_layers import NormWearConfig  # noqa: E402
 from bridges.fm.papagei import Papagei, PapageiConfig  # noqa: E402
 from bridges.metrics import count_trainable  # noqa: E402
 from bridges.models import BridgedModel, DistilledModel, OldModel, freeze, make_head, mean_tokens  # noqa: E402
 from bridges.target_cache import TargetCache  # noqa: E402
 from bridges.train import bridge_loss, cache_bridge_inputs, cache_targets, layer_input  # noqa: E402
+from devices.formats.fog import EEG_CHANNELS as FOG_EEG_CHANNELS  # noqa: E402
 
 EPOCHS_AMORTISED = 50
 #: "ours": targets in a file read per batch, caching and steps in micro-batches (``Direction.micro_batch``);
@@ -105,7 +113,7 @@ class Direction:
     """One transfer direction: old FM (labelled modality) ← new FM, bridge positions and size."""
 
     name: str
-    old: str  # "hubert" | "papagei" | "labram"
+    old: str  # "hubert" | "papagei" | "labram" | "normwear"
     new: str
     window_s: float
     i: int
@@ -116,6 +124,8 @@ class Direction:
     #: floor; LaBraM's 181-token suffix needs 4 to stay under half the reference loop's peak; PaPaGei's last blocks
     #: (PPG→ECG, j = 11) are so small that whole batches are best.
     micro_batch: int | None = 8
+    #: LaBraM's channels, by name (None: ISRUC's six).
+    eeg_channels: tuple[str, ...] | None = None
 
 
 DIRECTIONS: dict[str, Direction] = {
@@ -125,18 +135,32 @@ DIRECTIONS: dict[str, Direction] = {
     "ecg2eeg": Direction("ISRUC ECG→EEG", "hubert", "labram", 30.0, i=11, j=0, rank=4, n_prototypes=200),
     "eeg2ecg": Direction("ISRUC EEG→ECG", "labram", "hubert", 30.0, i=7, j=2, rank=32, n_prototypes=300,
                          micro_batch=4),
+    # LaBraM's last block on 19 tokens is the whole per-step cost: whole batches.
+    "eeg2emg": Direction("FOG EEG→EMG", "labram", "normwear", 3.0, i=3, j=11, rank=256, n_prototypes=200,
+                         micro_batch=None, eeg_channels=FOG_EEG_CHANNELS),
+    # NormWear's last two blocks on 1,680 tokens: chunks of 4 keep their activations small.
+    "emg2eeg": Direction("FOG EMG→EEG", "normwear", "labram", 3.0, i=6, j=10, rank=8, n_prototypes=50,
+                         micro_batch=4, eeg_channels=FOG_EEG_CHANNELS),
 }
 
 
-def build_fm(kind: str, window_s: float, *, size: str = "real", seed: int = 0) -> FoundationModel:
-    """Frozen FM with random weights: ``size="real"`` (published sizes) or ``"tiny"`` (test configs)."""
+
+def build_fm(kind: str, window_s: float, *, size: str = "real", seed: int = 0,
+             eeg_channels: tuple[str, ...] | None = None) -> FoundationModel:
+    """Frozen FM with random weights: ``size="real"`` (published sizes) or ``"tiny"`` (test configs).
+
+    ``eeg_channels``: LaBraM's channels (ISRUC's six when None).
+    """
     real = size == "real"
     if kind == "hubert":
         fm: FoundationModel = HubertECG.from_config("small" if real else tiny_config(), window_s=window_s, seed=seed)
     elif kind == "papagei":
         fm = Papagei.from_config(None if real else PapageiConfig.small(), window_s=window_s, random_state=seed)
     elif kind == "labram":
-        fm = Labram.from_config(None if real else LabramConfig.small(), window_s=window_s, random_state=seed)
+        fm = Labram.from_config(None if real else LabramConfig.small(), window_s=window_s, random_state=seed,
+                                channels=eeg_channels or ISRUC_CHANNELS)
+    elif kind == "normwear":
+        fm = NormWear.from_config(None if real else NormWearConfig.small(), window_s=window_s, random_state=seed)
     else:
         raise ValueError(f"unknown FM kind {kind!r}")
     return freeze(fm)
@@ -158,8 +182,9 @@ class Setup:
 def build_setup(direction: Direction, *, size: str = "real", n_windows: int = 32, seed: int = 0,
                 device: str = "cpu") -> Setup:
     """Build both FMs, a linear old head, ``n_windows`` random windows per modality and a randreal_P bridge."""
-    old_fm = build_fm(direction.old, direction.window_s, size=size, seed=seed)
-    new_fm = build_fm(direction.new, direction.window_s, size=size, seed=seed + 1)
+    old_fm = build_fm(direction.old, direction.window_s, size=size, seed=seed, eeg_channels=direction.eeg_channels)
+    new_fm = build_fm(direction.new, direction.window_s, size=size, seed=seed + 1,
+                      eeg_channels=direction.eeg_channels)
     rng = np.random.default_rng(seed)
 
     def windows(fm: FoundationModel) -> torch.Tensor:
@@ -206,8 +231,17 @@ def _update(loss: torch.Tensor, params: list[nn.Parameter], optimizer: torch.opt
 
 
 def _native(fm: FoundationModel, h: torch.Tensor) -> torch.Tensor:
-    """Canonical ``(B, T, d)`` ↔ the block's own layout (PaPaGei's blocks take ``(B, C, L)``; involution)."""
-    return h.transpose(1, 2) if isinstance(fm, Papagei) else h
+    """Canonical ``(B, T, d)`` → the block's own layout (PaPaGei's ``(B, C, L)``, NormWear's ``(B, C, N, d)``)."""
+    if isinstance(fm, Papagei):
+        return h.transpose(1, 2)
+    return fm.channel_tokens(h) if isinstance(fm, NormWear) else h
+
+
+def _canonical(fm: FoundationModel, h: torch.Tensor) -> torch.Tensor:
+    """A block's own output layout → canonical ``(B, T, d)`` (the inverse of :func:`_native`)."""
+    if isinstance(fm, Papagei):
+        return h.transpose(1, 2)
+    return h.flatten(1, 2) if isinstance(fm, NormWear) else h
 
 
 def _first(output: Any) -> torch.Tensor:
@@ -242,16 +276,16 @@ class ReferenceStep:
         old_fm, x_old = self.old_fm, self.x_old[index]
         with torch.no_grad():
             old_fm(x_old)
-            target = old_fm.finalize(_native(old_fm, self.captured["last"]))
+            target = old_fm.finalize(_canonical(old_fm, self.captured["last"]))
             self.new_fm(self.x_new[index])
-            features = mean_tokens(_native(self.new_fm, self.captured["new"]))
+            features = mean_tokens(_canonical(self.new_fm, self.captured["new"]))
         injected = _native(old_fm, self.bridge(features))
         handle = old_fm.layers[self.j].register_forward_pre_hook(lambda module, args: (injected, *args[1:]))
         try:
             old_fm(x_old)
         finally:
             handle.remove()
-        pred = old_fm.finalize(_native(old_fm, self.captured["last"]))
+        pred = old_fm.finalize(_canonical(old_fm, self.captured["last"]))
         return _update(bridge_loss(pred, target, self.loss), list(self.bridge.parameters()), self.optimizer,
                        self.max_grad_norm)
 

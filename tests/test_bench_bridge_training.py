@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny(name: str, **changes) -> bench.Direction:
     """A §9 direction with positions that exist in the tiny configs and 10-s windows."""
-    return replace(bench.DIRECTIONS[name], window_s=10.0, **{"i": 1, "j": 1, **changes})
+    return replace(bench.DIRECTIONS[name], **{"window_s": 10.0, "i": 1, "j": 1, **changes})
 
 
 def tiny_setup(direction: bench.Direction) -> bench.Setup:
@@ -53,11 +53,13 @@ def reference_and_ours(setup: bench.Setup, n_steps: int = 3) -> tuple[list[float
 
 @pytest.mark.parametrize(
     ("name", "changes"),
-    [("ecg2ppg", {}), ("ppg2ecg", {"j": 3}), ("eeg2ecg", {}), ("ecg2eeg", {"j": 0})],
+    [("ecg2ppg", {}), ("ppg2ecg", {"j": 3}), ("eeg2ecg", {}), ("ecg2eeg", {"j": 0}),
+     ("eeg2emg", {"window_s": 3.0}), ("emg2eeg", {"window_s": 3.0, "j": 2})],
 )
 def test_reference_loop_matches_ours(name, changes):
-    # Old FM HuBERT (j=1), PaPaGei (j=3: its blocks take (B, C, L), so the pre-hook must transpose), LaBraM, and
-    # j=0 (the bridge replaces the stem output).
+    # Old FM HuBERT (j=1), PaPaGei (j=3: its blocks take (B, C, L), so the pre-hook must transpose), LaBraM,
+    # NormWear (j=2: its blocks take (B, C, N, d), and layer 1's cross-channel fusion sits before it) and j=0 (the
+    # bridge replaces the stem output).
     setup = tiny_setup(tiny(name, **changes))
     ref_losses, our_losses = reference_and_ours(setup)
     assert 0.01 < our_losses[0] < 1.99  # a real cosine loss, not the zero-output 1.0
