@@ -4,7 +4,9 @@ On simulated paired physiology (``bridges.data.simulated_paired``) with small FM
 weights, each FM first pretrained without labels on its modality (SimCLR NT-Xent, :mod:`bridges.pretrain`):
 
 * stress scenario (baseline / stress / amusement, 3 classes): ECG→PPG and PPG→ECG;
-* sleep scenario (wake / sleep, 2 classes; EEG on the ``isruc_psg`` montage): EEG→ECG and ECG→EEG.
+* sleep scenario (wake / sleep, 2 classes; EEG on the ``isruc_psg`` montage): EEG→ECG and ECG→EEG;
+* gait scenario (walking / freezing, 2 classes; FOG's six EEG channels for LaBraM and three leg EMG channels for
+  NormWear, 3-s windows): EEG→EMG and EMG→EEG (``--directions EEG→EMG,EMG→EEG``).
 
 Per direction: subject-wise splits (train / val / pair / test), fit-head on the old FM (labeled old modality),
 select (i, j), train the bridge, distil with the same pair set, epochs and batch size, evaluate both on the test
@@ -13,7 +15,9 @@ the same budget (``--grid-seeds`` seeds each) and
 the selected pair is ranked in that grid.
 
 Run ``python bench/transfer_experiments.py`` (about 15 min on 2 cores) or ``--quick`` (1-2 min smoke run);
-results go to ``bench/TRANSFER.md``, ``bench/transfer_results.json`` and ``bench/figures/``.
+results go to ``bench/TRANSFER.md``, ``bench/transfer_results.json`` and ``bench/figures/``. With ``--section NAME``
+the report replaces (or adds) the block marked ``NAME`` in ``--out`` instead of the whole file, so a run of some
+directions sits beside an earlier run of others, each with the command that produced it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from bridges.distill import distill
 from bridges.fm.base import FoundationModel
 from bridges.fm.hubert_ecg import HubertECG
 from bridges.fm.labram import Labram, LabramConfig
+from bridges.fm.normwear import NormWear
+from bridges.fm.normwear_layers import NormWearConfig
 from bridges.fm.papagei import Papagei, PapageiConfig
 from bridges.head import fit_head
 from bridges.metrics import evaluate, metrics_from_predictions
@@ -60,7 +66,11 @@ DIRECTIONS = [
     ("PPG→ECG", "stress", "ppg", "ecg"),
     ("EEG→ECG", "sleep", "eeg", "ecg"),
     ("ECG→EEG", "sleep", "ecg", "eeg"),
+    ("EEG→EMG", "gait", "eeg", "emg"),
+    ("EMG→EEG", "gait", "emg", "eeg"),
 ]
+#: Run unless ``--directions`` says otherwise (the FOG pair is run on its own: NormWear's 1,680 tokens cost most).
+DEFAULT_DIRECTIONS = ("ECG→PPG", "PPG→ECG", "EEG→ECG", "ECG→EEG")
 METRIC_KEYS = ("accuracy", "balanced_accuracy", "cohen_kappa", "f1_macro", "f1_weighted")
 
 
@@ -83,11 +93,15 @@ class Settings:
     window_stress_s: float
     step_stress_s: float
     window_sleep_s: float
+    duration_gait_s: float
+    step_gait_s: float
     hubert_hidden: int
     hubert_layers: int
     papagei_filters: int
     papagei_blocks: int
     labram_depth: int
+    normwear_dim: int
+    normwear_depth: int
     pretrain_epochs: int
     pretrain_lr: float
     pretrain_max_windows: int
@@ -108,6 +122,7 @@ class Settings:
     grid_direction: str
     grid: bool
     directions: list[str]
+    section: str | None
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
@@ -120,11 +135,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     p.add_argument("--window-stress-s", type=float, default=20.0)
     p.add_argument("--step-stress-s", type=float, default=15.0)
     p.add_argument("--window-sleep-s", type=float, default=30.0)
+    p.add_argument("--duration-gait-s", type=float, default=300.0)
+    p.add_argument("--step-gait-s", type=float, default=1.5, help="gait windows are 3 s (FOG); FOG steps 0.3 s")
     p.add_argument("--hubert-hidden", type=int, default=64)
     p.add_argument("--hubert-layers", type=int, default=4)
     p.add_argument("--papagei-filters", type=int, default=16)
     p.add_argument("--papagei-blocks", type=int, default=8)
     p.add_argument("--labram-depth", type=int, default=2)
+    p.add_argument("--normwear-dim", type=int, default=32, help="NormWear width (4 heads)")
+    p.add_argument("--normwear-depth", type=int, default=4)
     p.add_argument("--pretrain-epochs", type=int, default=3)
     p.add_argument("--pretrain-lr", type=float, default=2e-3)
     p.add_argument("--pretrain-max-windows", type=int, default=256, help="random subset of unlabeled windows")
@@ -145,10 +164,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     p.add_argument("--grid-seeds", type=int, default=1, help="cells trained with this many seeds; scores averaged")
     p.add_argument("--grid-direction", default="ECG→PPG", help="direction whose (i, j) grid is trained")
     p.add_argument("--no-grid", action="store_true")
-    p.add_argument("--directions", default=",".join(d[0] for d in DIRECTIONS),
+    p.add_argument("--directions", default=",".join(DEFAULT_DIRECTIONS),
                    help="comma-separated subset, e.g. 'ECG→PPG,EEG→ECG' (ASCII 'ECG->PPG' works too)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=HERE / "TRANSFER.md")
+    p.add_argument("--section", default=None,
+                   help="write the report as the block NAME of --out (replaced or added), not the whole file")
     p.add_argument("--json", type=Path, default=HERE / "transfer_results.json")
     p.add_argument("--figures", type=Path, default=HERE / "figures")
     a = p.parse_args(argv)
@@ -160,18 +181,20 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     s = Settings(
         seed=a.seed, n_subjects=a.subjects, duration_stress_s=a.duration_stress_s,
         duration_sleep_s=a.duration_sleep_s, window_stress_s=a.window_stress_s, step_stress_s=a.step_stress_s,
-        window_sleep_s=a.window_sleep_s, hubert_hidden=a.hubert_hidden, hubert_layers=a.hubert_layers,
+        window_sleep_s=a.window_sleep_s, duration_gait_s=a.duration_gait_s, step_gait_s=a.step_gait_s,
+        hubert_hidden=a.hubert_hidden, hubert_layers=a.hubert_layers,
         papagei_filters=a.papagei_filters, papagei_blocks=a.papagei_blocks, labram_depth=a.labram_depth,
+        normwear_dim=a.normwear_dim, normwear_depth=a.normwear_depth,
         pretrain_epochs=a.pretrain_epochs, pretrain_lr=a.pretrain_lr,
         pretrain_max_windows=a.pretrain_max_windows, head_epochs=a.head_epochs,
         head_lr=a.head_lr, unfreeze_head=a.unfreeze_head, epochs=a.epochs, bridge_lr=a.bridge_lr,
         distill_lr=a.distill_lr, batch_size=a.batch_size, rank=a.rank, prototypes=a.prototypes, init=a.init,
         loss=a.loss, param_budget=a.param_budget, grid_epochs=a.grid_epochs, grid_seeds=a.grid_seeds,
         grid_direction=grid_direction, grid=not a.no_grid,
-        directions=directions,
+        directions=directions, section=a.section,
     )
     if a.quick:
-        s.n_subjects, s.duration_stress_s, s.duration_sleep_s = 8, 600.0, 600.0
+        s.n_subjects, s.duration_stress_s, s.duration_sleep_s, s.duration_gait_s = 8, 600.0, 600.0, 120.0
         s.pretrain_epochs, s.pretrain_max_windows, s.head_epochs, s.epochs, s.grid_epochs = 1, 64, 20, 3, 1
         s.hubert_layers, s.papagei_blocks, s.labram_depth = 2, 6, 2
     return s, a
@@ -196,6 +219,9 @@ def build_fm(modality: str, window_s: float, s: Settings, channels: list[str]) -
         config = LabramConfig(embed_dim=base.embed_dim, depth=s.labram_depth, num_heads=base.num_heads,
                               conv_channels=base.conv_channels)
         return Labram.from_config(config, channels=channels, window_s=window_s, random_state=s.seed)
+    if modality == "emg":
+        config = NormWearConfig(embed_dim=s.normwear_dim, depth=s.normwear_depth, num_heads=4)
+        return NormWear.from_config(config, n_channels=len(channels), window_s=window_s, random_state=s.seed)
     raise ValueError(modality)
 
 
@@ -254,6 +280,10 @@ def make_data(s: Settings) -> dict[str, PairedWindows]:
         out["sleep"] = simulated_paired("sleep", "eeg", "ecg", s.n_subjects, s.duration_sleep_s, seed=s.seed + 1000,
                                         window_s=s.window_sleep_s, step_s=s.window_sleep_s, classes=2,
                                         devices={"eeg": "isruc_psg"}, progress=False)
+    if "gait" in scenarios:
+        stage(f"data: gait, {s.n_subjects} subjects × {s.duration_gait_s:.0f} s, 3-s windows every {s.step_gait_s:g} s")
+        out["gait"] = simulated_paired("gait", "eeg", "emg", s.n_subjects, s.duration_gait_s, seed=s.seed + 2000,
+                                       step_s=s.step_gait_s, progress=False)
     for name, w in out.items():
         stage(f"  {name}: {len(w)} windows, classes {dict(zip(w.class_names, np.bincount(w.labels).tolist()))}, "
               f"{w.old_modality} {w.old.shape[1:]} / {w.new_modality} {w.new.shape[1:]}")
@@ -286,7 +316,7 @@ def pretrain_all(data: dict[str, PairedWindows], splits: dict[str, dict[str, lis
         axis.plot(range(1, len(r["loss"]) + 1), r["loss"], marker="o", label=f"{name} ({r['fm']})")
     axis.set(xlabel="epoch", ylabel="NT-Xent loss", title="Contrastive pretraining (unlabeled windows)")
     axis.legend()
-    save_figure(figure, figures / "transfer_pretraining.png")
+    save_figure(figure, figures / f"transfer_pretraining{'_' + s.section if s.section else ''}.png")
     return fms, results
 
 
@@ -422,25 +452,74 @@ def save_figure(figure: Figure, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- report
 
 
+def _scenarios(s: Settings) -> set[str]:
+    return {d[1] for d in DIRECTIONS if d[0] in s.directions}
+
+
+def _data_text(s: Settings) -> str:
+    scenarios, text = _scenarios(s), ""
+    if "stress" in scenarios:
+        text += (f" Stress (baseline/stress/amusement): {s.duration_stress_s:.0f} s per subject, "
+                 f"**{s.window_stress_s:.0f}-s windows** (step {s.step_stress_s:.0f} s; the paper uses 60 s — shorter "
+                 "for time).")
+    if "sleep" in scenarios:
+        text += (" Sleep (wake/sleep, EEG montage `isruc_psg`, 6 channels): "
+                 f"{s.duration_sleep_s:.0f} s per subject, {s.window_sleep_s:.0f}-s epochs (as the paper).")
+    if "gait" in scenarios:
+        text += (f" Gait (walking/freezing; EEG F3, C3, O1, F4, C4, O2 and 3 leg EMG channels of the `fog_rig`): "
+                 f"{s.duration_gait_s:.0f} s per subject, 3-s windows as FOG, **every {s.step_gait_s:g} s** (FOG steps "
+                 "0.3 s — sparser for time), a window kept when one state covers ≥ 80 % of it; EEG at 200 Hz, EMG at "
+                 "130 Hz.")
+    return text
+
+
+def _fm_text(s: Settings) -> str:
+    scenarios, parts = _scenarios(s), []
+    if scenarios & {"stress", "sleep"}:
+        parts.append(f"HuBERT-ECG architecture hidden {s.hubert_hidden}, {s.hubert_layers} layers, 4 heads, conv "
+                     f"{s.hubert_hidden}×5")
+    if "stress" in scenarios:
+        parts.append(f"PaPaGei architecture {s.papagei_filters} base filters, {s.papagei_blocks} blocks (larger than "
+                     "`PapageiConfig.small()`, whose 1.6 k parameters leave no room for a bridge at ≤ 12 % of "
+                     "distillation's size)")
+    if scenarios & {"sleep", "gait"}:
+        parts.append(f"LaBraM `LabramConfig.small()` width (100, 4 heads) with depth {s.labram_depth}")
+    if "gait" in scenarios:
+        parts.append(f"NormWear architecture (CWT front end, 560 tokens per channel: 1,680 for 3 EMG channels) width "
+                     f"{s.normwear_dim}, 4 heads, {s.normwear_depth} layers with cross-channel fusion after even ones")
+    return " " + "; ".join(parts) + "."
+
+
+def write_report(path: Path, text: str, section: str | None) -> None:
+    """Write ``text`` as the whole of ``path`` or, with ``section``, as its block of that name (replaced/added)."""
+    if section is None:
+        path.write_text(text)
+        return
+    start, end = f"<!-- section {section} -->", f"<!-- /section {section} -->"
+    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    old = path.read_text() if path.exists() else ""
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        new = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + block if old else block
+    path.write_text(new)
+
+
 def report(results: list[dict[str, Any]], grid: dict[str, Any] | None, pretrain: dict[str, Any], s: Settings,
            argv: list[str], wall_s: float) -> str:
     lines = [
-        "# Transfer experiments (issue 3 acceptance): BioX-Bridge vs distillation on simulated paired data", "",
+        "# Transfer experiments (issue 3 acceptance): BioX-Bridge vs distillation on simulated paired data"
+        if s.section is None else f"# Transfer experiments, {', '.join(s.directions)}: BioX-Bridge vs distillation",
+        "",
         "Generated by `bench/transfer_experiments.py`; every number below comes from one run of:", "",
         f"    python bench/transfer_experiments.py {' '.join(argv)}".rstrip(), "",
         f"Wall time {wall_s / 60:.1f} min on {torch.get_num_threads()} CPU thread(s) ({platform.processor() or 'CPU'}),"
         f" torch {torch.__version__}.", "",
         "## Set-up", "",
         f"- Data: `simulated_paired`, {s.n_subjects} simulated subjects per scenario, subject-wise split "
-        "train / val / pair / test (5/2/5/3 for 15 subjects). Stress (baseline/stress/amusement): "
-        f"{s.duration_stress_s:.0f} s per subject, **{s.window_stress_s:.0f}-s windows** (step {s.step_stress_s:.0f} s;"
-        " the paper uses 60 s — shorter for time). Sleep (wake/sleep, EEG montage `isruc_psg`, 6 channels): "
-        f"{s.duration_sleep_s:.0f} s per subject, {s.window_sleep_s:.0f}-s epochs (as the paper).",
-        f"- FMs (random init, then pretrained): HuBERT-ECG architecture hidden {s.hubert_hidden}, "
-        f"{s.hubert_layers} layers, 4 heads, conv {s.hubert_hidden}×5; PaPaGei architecture {s.papagei_filters} "
-        f"base filters, {s.papagei_blocks} blocks (larger than `PapageiConfig.small()`, whose 1.6 k parameters "
-        "leave no room for a bridge at ≤ 12 % of distillation's size); LaBraM `LabramConfig.small()` width "
-        f"(100, 4 heads) with depth {s.labram_depth}.",
+        "train / val / pair / test (5/2/5/3 for 15 subjects)." + _data_text(s),
+        "- FMs (random init, then pretrained):" + _fm_text(s),
         f"- Pretraining: SimCLR NT-Xent (`bridges.pretrain.pretrain_contrastive`), {s.pretrain_epochs} epochs, "
         f"lr {s.pretrain_lr:g}, batch 32, temperature 0.1, on at most {s.pretrain_max_windows} unlabeled windows "
         "(random subset) of the train + pair subjects of each modality (views: time shift ±20 % crop-and-pad, "
@@ -524,7 +603,8 @@ def report(results: list[dict[str, Any]], grid: dict[str, Any] | None, pretrain:
                      f"{', '.join(f'{v:.2f}' for v in sel['f1_per_layer'])} | "
                      f"{', '.join(f'{v:.2f}' for v in sel['cka_per_layer'])} |")
     lines += ["", "Figures: `figures/transfer_<direction>_{selection,bridge_curve,bridge_confusion}.png`, "
-              "`figures/transfer_pretraining.png`, `figures/transfer_grid.png`.", ""]
+              f"`figures/transfer_pretraining{'_' + s.section if s.section else ''}.png`"
+              + (", `figures/transfer_grid.png`." if grid is not None else "."), ""]
     return "\n".join(lines)
 
 
@@ -549,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         r.pop("_models")
     text = report(results, grid, pretrain, s, argv, wall)
-    a.out.write_text(text)
+    write_report(a.out, text, s.section)
     a.json.write_text(json.dumps({"settings": s.__dict__, "argv": argv, "wall_s": wall, "pretraining": pretrain,
                                   "directions": results, "grid": grid}, indent=1, default=str))
     stage(f"done in {wall / 60:.1f} min: {a.out}, {a.json}")

@@ -3,13 +3,17 @@ simulated gait data with small LaBraM and NormWear encoders (the paper's depths,
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 import bridges.recipes
+from biostream.cli import cli
+from biostream.runtime.session import MonitorSession
 from bridges.bridge import BridgeConfig
 from bridges.bundle import read_bundle
 from bridges.fm.labram import LabramConfig
@@ -17,6 +21,7 @@ from bridges.fm.normwear import NormWearConfig
 from bridges.ort_session import open_session
 from bridges.steps import evaluate_step, export_step, fit_head_step, select_step, train_step
 from bridges.workflow import TransferRun
+from devices.live_sim import LiveSimulation
 
 RECIPES = Path(bridges.recipes.__file__).parent
 EEG = ["F3", "C3", "O1", "F4", "C4", "O2"]
@@ -63,8 +68,9 @@ def test_recipe_has_the_papers_settings(tmp_path, name):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ray_runtime")
 @pytest.mark.parametrize("name", sorted(PAPER))
-def test_recipe_runs_end_to_end_on_tiny_gait_data(tmp_path, name):
+def test_recipe_runs_end_to_end_on_tiny_gait_data(tmp_path, name, unique_id):
     (old_fm, new_fm), (i, j, rank, prototypes), _, _ = PAPER[name]
     bundle_path = tmp_path / "fog.bxb"
     # Tiny data: 4 simulated subjects of 150 s, a window every 2 s; a frozen old FM (random weights) and a head
@@ -116,3 +122,27 @@ def test_recipe_runs_end_to_end_on_tiny_gait_data(tmp_path, name):
     with torch.no_grad():
         torch_probs = run.load_bridged_model()(torch.from_numpy(windows)).numpy()
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4)
+
+    # As a user meets the bundle: `biostream info` validates it, and the monitor runs it on a live gait session.
+    info = CliRunner().invoke(cli, ["info", str(bundle_path)])
+    assert info.exit_code == 0, info.output
+    assert "freezing_of_gait" in info.output and f"{spec.sfreq_hz:g} Hz" in info.output
+    predictions = _monitor_gait_session(bundle_path, MODALITY[new_fm].upper(), f"-{unique_id}")
+    assert len(predictions) >= 4, predictions
+    assert all(p.ok and p.label_name in ("walking", "freezing") for p in predictions), predictions
+    assert all(abs(sum(p.probabilities) - 1.0) < 1e-4 for p in predictions)
+
+
+def _monitor_gait_session(bundle_path: Path, stream_type: str, suffix: str) -> list:
+    """Publish a simulated gait session on the FOG rig (EEG and EMG at 500 Hz, resampled by the runtime to the
+    bundle's rate) for 12 s and monitor its ``stream_type`` stream with the bundle, a window every second."""
+    live = LiveSimulation("gait", ["eeg", "emg"], seed=5, devices={"eeg": "fog_rig"}, name_suffix=suffix)
+    with live, MonitorSession() as session:
+        subscription = session.subscribe()
+        session.add_stream(f"name=Sim {stream_type}{suffix}", bundle=bundle_path, hop_s=1.0)
+        live.run(duration_s=12.0)
+        time.sleep(1.0)
+        items = subscription.get_all()
+        summary = session.stop()
+    assert summary["restarts"] == 0 and summary["errors"] == 0, summary
+    return [p for kind, p in items if kind == "prediction"]
