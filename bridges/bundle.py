@@ -551,6 +551,8 @@ def bundle_summary(bundle: Bundle) -> list[str]:
 
     def fm(info: FMInfo) -> str:
         origin = "random init" if info.checkpoint_sha256 == RANDOM_INIT else f"checkpoint {info.checkpoint_sha256}"
+        if info.pretrained:
+            origin += ", then pretrained without labels"
         if info.fine_tuned:
             origin += ", then fine-tuned"
         return f"{info.name} ({origin})"

@@ -20,7 +20,8 @@ import click
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
-    help="TOML file with [data], [old_fm], [new_fm], [head], [select], [train], [distill], [export], [output]; "
+    help="TOML file with [data], [old_fm], [new_fm], [pretrain], [head], [select], [train], [distill], [export], "
+    "[output]; "
     "paths in it are relative to its folder.",
 )
 out_option = click.option("--out", "out_dir", default=None,
@@ -66,6 +67,31 @@ def _echo_result(quiet: bool, title: str, payload: dict[str, Any], keys: list[st
 @click.group()
 def bridge() -> None:
     """Train and export bridges between two frozen foundation models (BioX-Bridge)."""
+
+
+@bridge.command("pretrain")
+@config_option
+@out_option
+@quiet_option
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Pretraining epochs.")
+@click.option("--max-windows", type=click.IntRange(min=2), default=None,
+              help="Pretrain on at most this many windows (a random subset).")
+def pretrain_cmd(config_path: str | None, out_dir: str | None, quiet: bool, epochs: int | None,
+                 max_windows: int | None) -> None:
+    """Pretrain the FMs of [pretrain] fms without labels (contrastive) on the run's windows of their modality.
+
+    Later steps with the same --config and --out load the pretrained weights. Beyond the paper, which starts
+    from published FMs.
+    """
+    from bridges.steps import pretrain_step
+
+    with _quiet_output(quiet):
+        run = _run(config_path, {"pretrain": {"epochs": epochs, "max_windows": max_windows}}, out_dir, quiet)
+        payload = pretrain_step(run, progress=not quiet)
+    for side, result in payload.items():
+        _echo(quiet, f"pretrained {side} FM ({result['fm']}) on {result['n_windows']} {result['modality']} windows: "
+                     f"NT-Xent {result['loss'][0]:.3f} -> {result['loss'][-1]:.3f}  -> "
+                     f"{run.artefact(f'pretrain_{side}.safetensors')}")
 
 
 @bridge.command("fit-head")

@@ -282,15 +282,19 @@ class FMInfo:
     fine_tuned : bool, optional
         Whether those weights were trained after loading (the old FM unfrozen with its head). Optional, as
         ``weights_sha256``.
+    pretrained : bool, optional
+        Whether the FM was pretrained without labels in the run that built the bundle (``biostream bridge
+        pretrain``), starting from ``checkpoint_sha256``, before any fine-tuning. Optional, as ``weights_sha256``.
     """
 
     #: Keys a manifest may leave out (added to schema 1 later); left out of ``manifest.json`` when None.
-    _OPTIONAL = ("weights_sha256", "fine_tuned")
+    _OPTIONAL = ("weights_sha256", "fine_tuned", "pretrained")
 
     name: str
     checkpoint_sha256: str = RANDOM_INIT
     weights_sha256: str | None = None
     fine_tuned: bool | None = None
+    pretrained: bool | None = None
 
     def __post_init__(self) -> None:
         _set(self, "name", _str(self.name, "name"))
@@ -300,8 +304,9 @@ class FMInfo:
         weights = self.weights_sha256
         if not (weights is None or (isinstance(weights, str) and _SHA256.fullmatch(weights))):
             raise _bad("weights_sha256", "64 lowercase hex digits", weights)
-        if not (self.fine_tuned is None or isinstance(self.fine_tuned, bool)):
-            raise _bad("fine_tuned", "true or false", self.fine_tuned)
+        for flag in ("fine_tuned", "pretrained"):
+            if not (getattr(self, flag) is None or isinstance(getattr(self, flag), bool)):
+                raise _bad(flag, "true or false", getattr(self, flag))
 
 
 @dataclass(frozen=True)

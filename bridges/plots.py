@@ -1,4 +1,4 @@
-"""PNG figures of the method's steps: selection curves, training curve, confusion matrix.
+"""PNG figures of the method's steps: pretraining loss, selection curves, training curve, confusion matrix.
 
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot, no global backend switch, no
 display needed) and written atomically (temp file, then rename). Each function takes the step's result (the
@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["plot_confusion", "plot_selection", "plot_training_curve"]
+__all__ = ["plot_confusion", "plot_pretrain_loss", "plot_selection", "plot_training_curve"]
 
 
 def _as_dict(result: Any) -> Mapping[str, Any]:
@@ -31,6 +31,34 @@ def _save(figure: Figure, path: str | Path) -> Path:
     figure.savefig(tmp, dpi=110, format="png")
     tmp.replace(path)
     return path
+
+
+def plot_pretrain_loss(result: Any, path: str | Path, *, title: str = "Contrastive pretraining") -> Path:
+    """NT-Xent loss per epoch, against the loss of features that tell no window apart, ``ln(2B - 1)``.
+
+    Parameters
+    ----------
+    result : PretrainResult or dict
+        From :func:`bridges.pretrain.pretrain_contrastive` (``loss``, ``batch_size``, ``n_windows``, ``fm``).
+    path : str or Path
+        PNG to write.
+    title : str
+        Figure title (the FM's name and window count are added).
+    """
+    r = _as_dict(result)
+    figure = Figure(figsize=(6, 3.8), layout="constrained")
+    axis = figure.subplots()
+    loss = np.asarray(r["loss"])
+    axis.plot(np.arange(1, len(loss) + 1), loss, marker="o", label="NT-Xent (mean over windows)")
+    # Equal similarity to every other view: the loss a batch of B windows starts near, whatever it learns later.
+    batch = min(int(r["batch_size"]), int(r["n_windows"]))
+    axis.axhline(np.log(2 * batch - 1), color="tab:grey", linestyle="--", label=f"no discrimination, ln(2·{batch} − 1)")
+    axis.set(xlabel="epoch", ylabel="NT-Xent loss", title=f"{title}: {r['fm']}, {r['n_windows']} windows",
+             xlim=(0.5, len(loss) + 0.5))
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return _save(figure, path)
 
 
 def plot_selection(result: Any, path: str | Path, *, new_name: str = "new FM", old_name: str = "old FM") -> Path:

@@ -217,7 +217,8 @@ def pretrain_contrastive(
     temperature : float
         NT-Xent temperature.
     random_state : int
-        Seed of the projection head, the shuffling and the augmentations.
+        Seed of the projection head, the shuffling, the augmentations and dropout (which draws from torch's
+        global RNG: it is seeded from ``random_state`` for the call and restored afterwards).
     progress : bool
         Show a tqdm progress bar with the loss.
     projection_dim : int
@@ -269,37 +270,40 @@ def pretrain_contrastive(
     used: set[int] = set()
     train_seconds = 0.0
     bar = tqdm(range(1, epochs + 1), desc=f"pretrain {fm.name}", disable=not progress, leave=False)
-    try:
-        fm.train()
-        projector.train()
-        for _epoch in bar:
-            start = time.perf_counter()
-            order = torch.randperm(len(x), generator=generator)
-            total, seen = 0.0, 0
-            for s in range(0, len(order), batch_size):
-                batch = order[s : s + batch_size]
-                if len(batch) < 2:
-                    continue
-                views = torch.cat([augment(x[batch], config, generator), augment(x[batch], config, generator)])
-                z = projector(fm.pool(fm.suffix(fm.embed(views), 0)))
-                loss = nt_xent(z[: len(batch)], z[len(batch) :], temperature)
-                optimizer.zero_grad()
-                loss.backward()
-                used.update(id(p) for p in parameters if p.grad is not None)
-                if max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
-                seen += len(batch)
-            train_seconds += time.perf_counter() - start
-            result.loss.append(total / max(seen, 1))
-            bar.set_postfix(loss=f"{result.loss[-1]:.4f}")
-            logger.debug("Pretraining %s: epoch %d, NT-Xent %.4f.", fm.name, _epoch, result.loss[-1])
-    finally:
-        fm.eval()
-        for param, flag in zip(fm.parameters(), was_trainable, strict=True):
-            param.requires_grad_(flag)
-            param.grad = None
+    dropout_seed = int(torch.randint(2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG: seeded here, the caller's kept
+        torch.default_generator.manual_seed(dropout_seed)
+        try:
+            fm.train()
+            projector.train()
+            for _epoch in bar:
+                start = time.perf_counter()
+                order = torch.randperm(len(x), generator=generator)
+                total, seen = 0.0, 0
+                for s in range(0, len(order), batch_size):
+                    batch = order[s : s + batch_size]
+                    if len(batch) < 2:
+                        continue
+                    views = torch.cat([augment(x[batch], config, generator), augment(x[batch], config, generator)])
+                    z = projector(fm.pool(fm.suffix(fm.embed(views), 0)))
+                    loss = nt_xent(z[: len(batch)], z[len(batch) :], temperature)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    used.update(id(p) for p in parameters if p.grad is not None)
+                    if max_grad_norm is not None:
+                        nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+                    optimizer.step()
+                    total += float(loss.detach()) * len(batch)
+                    seen += len(batch)
+                train_seconds += time.perf_counter() - start
+                result.loss.append(total / max(seen, 1))
+                bar.set_postfix(loss=f"{result.loss[-1]:.4f}")
+                logger.debug("Pretraining %s: epoch %d, NT-Xent %.4f.", fm.name, _epoch, result.loss[-1])
+        finally:
+            fm.eval()
+            for param, flag in zip(fm.parameters(), was_trainable, strict=True):
+                param.requires_grad_(flag)
+                param.grad = None
     result.n_trainable = sum(p.numel() for p in parameters if id(p) in used)
     result.seconds_per_epoch = train_seconds / epochs
     result.seconds = time.perf_counter() - start_all

@@ -1,13 +1,24 @@
 """The ``biostream bridge`` steps on a :class:`~bridges.workflow.TransferRun`.
 
 Each step writes its artefacts into the run's output folder and returns its JSON result.
+
+**Reproducible.** An identical config gives identical results on the same machine (same library versions and
+torch thread count): every random draw a step makes comes from its section's ``seed`` — explicit
+``torch.Generator``/``random_state`` arguments where the code draws itself (splits, shuffles, head, prototype
+and projection init, augmentations, CKA subsets), and :func:`seeded_global_rngs` around each step for what draws
+from the global RNGs (dropout in training mode, e.g. PaPaGei's).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
-from typing import Any
+import random
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from bridges.config import ConfigError
@@ -17,13 +28,100 @@ from bridges.workflow import TransferRun, write_json
 
 logger = logging.getLogger(__name__)
 
+F = TypeVar("F", bound=Callable[..., dict[str, Any]])
 
+
+@contextlib.contextmanager
+def seeded_global_rngs(seed: int) -> Iterator[None]:
+    """Seed torch's (CPU), numpy's and Python's global RNGs with ``seed`` inside the block; restore them after.
+
+    The steps pass explicit generators wherever they draw themselves; this covers modules that draw from the
+    global RNG (dropout in training mode) and library code that might, so a step's result depends on its
+    config alone. The caller's RNG states are restored, so code after a step is not affected.
+    """
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
+
+
+def _seeded_by(section: str | None) -> Callable[[F], F]:
+    """Run a step under :func:`seeded_global_rngs` with ``[section] seed`` (0 for a step without a seed key)."""
+
+    def wrap(step: F) -> F:
+        @functools.wraps(step)
+        def run_seeded(run: TransferRun, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            with seeded_global_rngs(run.section(section).seed if section else 0):
+                return step(run, *args, **kwargs)
+
+        return run_seeded  # type: ignore[return-value]
+
+    return wrap
+
+
+@_seeded_by("pretrain")
+def pretrain_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
+    """Pretrain each FM ``[pretrain] fms`` lists, without labels, on the run's windows of its modality.
+
+    Contrastive (SimCLR NT-Xent, :func:`bridges.pretrain.pretrain_contrastive`) on the windows of ``[pretrain]
+    splits``; the FM starts from what its section says (random weights of its seed, or its checkpoint, from which
+    pretraining continues). Writes ``pretrain_<side>.safetensors`` (the FM's state), ``pretrain_<side>.json``
+    and ``pretrain_<side>.png`` (loss per epoch); later steps load those weights for the listed sides (see
+    :mod:`bridges.pretrained`). Returns ``{side: result}``.
+    """
+    from bridges.fm.registry import save_fm_state
+    from bridges.plots import plot_pretrain_loss
+    from bridges.pretrain import pretrain_contrastive
+    from bridges.pretrained import pretrain_windows, pretrained_paths
+
+    cfg = run.section("pretrain")
+    if not cfg.fms:
+        raise ConfigError(f"{run.config_name} [pretrain]: fms is empty, so there is nothing to pretrain; list the "
+                          "FMs to pretrain, e.g. fms = [\"new\"] or [\"old\", \"new\"]")
+    for side in cfg.fms:
+        run.checked_fm_spec(side)  # a checkpoint left to fill in is named now, not after the data is built
+    windows = {side: pretrain_windows(run.splits, side, cfg, run.config_name) for side in cfg.fms}
+    payload: dict[str, Any] = {}
+    for side in cfg.fms:
+        fm, preprocess = run.build_fm_and_preprocess(side, pretrained=False)
+        result = pretrain_contrastive(
+            fm, preprocess, windows[side], epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+            temperature=cfg.temperature, random_state=cfg.seed, progress=progress, projection_dim=cfg.projection_dim,
+            augment_config=cfg.augment_config(), max_grad_norm=cfg.max_grad_norm,
+        )
+        weights, info = pretrained_paths(run.out_dir, side)
+        save_fm_state(fm, weights)
+        spec = run.fm_spec(side)
+        plot_pretrain_loss(result, run.artefact(f"pretrain_{side}.png"),
+                           title=f"Contrastive pretraining of the {side} FM ({spec.modality})")
+        payload[side] = {
+            **result.to_dict(),
+            "side": side,
+            "modality": spec.modality,
+            "splits": list(cfg.splits),
+            "max_windows": cfg.max_windows,
+            "seed": cfg.seed,
+            "fm_spec": run.fm_identity(side),
+            "weights_sha256": state_sha256(fm.state_dict()),
+        }
+        write_json(info, payload[side])
+    return payload
+
+
+@_seeded_by("head")
 def fit_head_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     """Train the head on labeled old-modality windows (train split, val-selected); save the old model."""
     from bridges.head import fit_head
 
     cfg = run.section("head")
-    run.checked_fm_spec("new")  # a checkpoint left to fill in is named now, not after the data is built
+    for side in ("new", "old"):  # a checkpoint left to fill in, or pretraining not run, is named before any data
+        run.check_fm_weights(side)
     fm, preprocess = run.build_fm_and_preprocess("old")
     splits = run.splits
     model, result = fit_head(
@@ -48,6 +146,7 @@ def fit_head_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     return payload
 
 
+@_seeded_by("select")
 def select_step(run: TransferRun) -> dict[str, Any]:
     """Choose the bridge positions (i, j) on the paired split; write ``select.json`` and ``select.png``."""
     from bridges.plots import plot_selection
@@ -67,6 +166,7 @@ def select_step(run: TransferRun) -> dict[str, Any]:
     return payload
 
 
+@_seeded_by("train")
 def train_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     """Train the bridge at (i, j) (from ``[train]`` or ``select.json``); write the bridge and its curve."""
     from bridges.train import TrainOptions, train_bridge
@@ -105,6 +205,7 @@ def train_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     return payload
 
 
+@_seeded_by(None)
 def evaluate_step(run: TransferRun) -> dict[str, Any]:
     """Score the bridged model on the test split; write ``evaluate.json`` and ``confusion.png``."""
     from bridges.plots import plot_confusion
@@ -117,6 +218,7 @@ def evaluate_step(run: TransferRun) -> dict[str, Any]:
     return payload
 
 
+@_seeded_by("distill")
 def distill_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     """Train the distillation baseline on the same paired split; write ``distill.json``."""
     from bridges.distill import distill
@@ -141,6 +243,7 @@ def _numeric(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in keys if k in metrics}
 
 
+@_seeded_by(None)
 def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
     """Export the bridged pipeline as a ``.bxb`` bundle (ONNX checked against torch); return its summary."""
     from bridges.export import export_bundle

@@ -1,5 +1,6 @@
 """The method's steps as one reproducible run: a TOML config, an output folder, one artefact per step.
 
+``pretrain`` (optional, :mod:`bridges.pretrained`) → ``pretrain_<side>.safetensors`` + ``.json`` + ``.png``;
 ``fit-head`` → ``old_model.safetensors`` + ``head.json``; ``select`` → ``select.json`` + ``select.png``;
 ``train`` → ``bridge.safetensors`` + ``train.json`` + ``train.png``; ``evaluate`` → ``evaluate.json`` +
 ``confusion.png``; ``distill`` → ``distill.json``; ``export`` → the ``.bxb`` bundle. Each step rebuilds what it
@@ -22,10 +23,11 @@ from bridges.bridge import PROTOTYPE_INITS, BridgeConfig, PrototypeBridge
 from bridges.config import ConfigError, load_sections
 from bridges.data import PairedWindows, simulated_paired, split_subjects
 from bridges.data.datasets import check_data_keys, explicit_split
-from bridges.fm.checkpoints import state_sha256
+from bridges.fm.checkpoints import check_state_keys, state_sha256
 from bridges.fm.registry import FMSpec, build_fm, checkpoint_sha256
 from bridges.models import BridgedModel, OldModel, make_head
 from bridges.preprocess import preprocess_for
+from bridges.pretrained import PretrainSection, check_pretrained, fm_identity, read_pretrained_state
 from bridges.select import CKA_REDUCTIONS
 from bridges.train_options import ALIGNS, LOSSES, PRECISIONS
 from devices._checks import check_value, ensure_int, ensure_positive
@@ -244,6 +246,7 @@ SCHEMA: dict[str, type] = {
     "data": DataSection,
     "old_fm": FMSection,
     "new_fm": FMSection,
+    "pretrain": PretrainSection,
     "head": HeadSection,
     "select": SelectSection,
     "train": TrainSection,
@@ -289,6 +292,7 @@ class TransferRun:
         self._base = base
         self.progress = progress
         self.data_root = self._data_root()
+        self._identities: dict[str, dict[str, Any]] = {}
         self.out_dir = (base / self.sections["output"].dir).resolve()
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -309,6 +313,11 @@ class TransferRun:
         return root
 
     # ------------------------------------------------------------------ inputs
+    @property
+    def config_name(self) -> str:
+        """The config file as given (``"defaults"`` without one), for messages."""
+        return self._where
+
     def section(self, name: str) -> Any:
         """The config section ``name``."""
         return self.sections[name]
@@ -403,11 +412,35 @@ class TransferRun:
             )
         return spec
 
-    def build_fm_and_preprocess(self, side: str) -> tuple[Any, Any]:
-        """A fresh FM of ``side`` and its preprocessing module."""
+    def build_fm_and_preprocess(self, side: str, *, pretrained: bool = True) -> tuple[Any, Any]:
+        """A fresh FM of ``side`` and its preprocessing module.
+
+        With ``pretrained`` (default) and ``side`` in ``[pretrain] fms``, the FM holds the weights ``pretrain``
+        left in the run folder (checked to be for this FM spec); otherwise the weights the spec says.
+        """
         spec = self.checked_fm_spec(side)
         fm = build_fm(spec)
+        if pretrained and self.is_pretrained(side):
+            state = read_pretrained_state(self.out_dir, side, self.fm_identity(side), self._where)
+            check_state_keys(fm, state, f"pretrained {side} FM")
+            fm.load_state_dict(state, strict=True)
         return fm, preprocess_for(fm.input_spec, spec.modality)
+
+    def is_pretrained(self, side: str) -> bool:
+        """Whether ``[pretrain] fms`` lists ``side`` (later steps then load the FM ``pretrain`` trained)."""
+        return side in self.section("pretrain").fms
+
+    def fm_identity(self, side: str) -> dict[str, Any]:
+        """What pretrained weights of ``side`` must have been made for (see :func:`bridges.pretrained.fm_identity`)."""
+        if side not in self._identities:  # hashing a published checkpoint takes a moment: once per run
+            self._identities[side] = fm_identity(self.checked_fm_spec(side))
+        return self._identities[side]
+
+    def check_fm_weights(self, side: str) -> None:
+        """Check now, before any data is built, that ``side``'s checkpoint and pretrained weights (if listed) exist."""
+        self.checked_fm_spec(side)
+        if self.is_pretrained(side):
+            check_pretrained(self.out_dir, side, self.fm_identity(side), self._where)
 
     def load_old_model(self) -> OldModel:
         """The old FM + head saved by ``fit-head``."""
@@ -433,7 +466,8 @@ class TransferRun:
         ``checkpoint_sha256`` is the file the FM was built from (``"random-init"`` for seeded random weights).
         With ``model`` (the pipeline being exported), ``weights_sha256`` is :func:`state_sha256` of the weights it
         runs: for the old FM, the old model ``fit-head`` saved (FM and head, fine-tuned when ``[head] unfreeze``:
-        then ``fine_tuned`` is true), for the new FM, its state as built.
+        then ``fine_tuned`` is true), for the new FM, its state as built (the ``pretrain`` step's weights when it
+        is pretrained); ``pretrained`` says whether ``pretrain`` trained the FM after it was built.
         """
         out: dict[str, dict[str, Any]] = {}
         for side in ("old", "new"):
@@ -442,8 +476,10 @@ class TransferRun:
         if model is not None:
             head_info = self.read_json("head.json", "fit-head")
             old_state = load_file(str(self.require("old_model.safetensors", "fit-head")))
-            out["old"].update(weights_sha256=state_sha256(old_state), fine_tuned=bool(head_info.get("unfreeze")))
-            out["new"].update(weights_sha256=state_sha256(model.new_fm.state_dict()), fine_tuned=False)
+            out["old"].update(weights_sha256=state_sha256(old_state), fine_tuned=bool(head_info.get("unfreeze")),
+                              pretrained=self.is_pretrained("old"))
+            out["new"].update(weights_sha256=state_sha256(model.new_fm.state_dict()), fine_tuned=False,
+                              pretrained=self.is_pretrained("new"))
         return out
 
     @staticmethod
