@@ -46,7 +46,7 @@ def plot_pretrain_loss(result: Any, path: str | Path, *, title: str = "Contrasti
         Figure title (the FM's name and window count are added).
     """
     r = _as_dict(result)
-    figure = Figure(figsize=(6, 3.8), layout="constrained")
+    figure = Figure(figsize=(7.5, 3.8), layout="constrained")
     axis = figure.subplots()
     loss = np.asarray(r["loss"])
     axis.plot(np.arange(1, len(loss) + 1), loss, marker="o", label="NT-Xent (mean over windows)")

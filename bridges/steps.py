@@ -99,7 +99,7 @@ def pretrain_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
         save_fm_state(fm, weights)
         spec = run.fm_spec(side)
         plot_pretrain_loss(result, run.artefact(f"pretrain_{side}.png"),
-                           title=f"Contrastive pretraining of the {side} FM ({spec.modality})")
+                           title=f"Contrastive pretraining, {side} FM ({spec.modality})")
         payload[side] = {
             **result.to_dict(),
             "side": side,

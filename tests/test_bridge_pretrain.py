@@ -287,6 +287,22 @@ def test_later_steps_refuse_missing_changed_or_altered_pretrained_weights(tmp_pa
         tiny_run(tmp_path / "run").build_fm_and_preprocess("new")
 
 
+def test_a_side_with_a_checkpoint_continues_pretraining_from_it(tmp_path):
+    from bridges.fm.checkpoints import file_sha256
+    from bridges.fm.registry import FMSpec, save_fm_state
+
+    start = build_fm(FMSpec(name="papagei", size="small", window_s=10.0, seed=3))
+    checkpoint = save_fm_state(start, tmp_path / "papagei_start.safetensors")
+    run = tiny_run(tmp_path / "run", TINY.replace('size = "small"\n\n[pretrain]',
+                                                  f'size = "small"\ncheckpoint = "{checkpoint}"\n\n[pretrain]'))
+    result = pretrain_step(run, progress=False)["new"]
+    assert result["fm_spec"]["start"] == file_sha256(checkpoint) and "seed" not in result["fm_spec"]
+    fm, _ = run.build_fm_and_preprocess("new")
+    assert state_sha256(fm.state_dict()) == result["weights_sha256"] != state_sha256(start.state_dict())
+    # The checkpoint stays the recorded starting point.
+    assert run.provenance_fms()["new"]["checkpoint_sha256"] == file_sha256(checkpoint)
+
+
 # ------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("toml", "match"),
