@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from bridges.bridge import PROTOTYPE_INITS, BridgeConfig, PrototypeBridge
 from bridges.config import ConfigError, load_sections
 from bridges.data import PairedWindows, simulated_paired, split_subjects
-from bridges.data.datasets import check_data_keys, explicit_split
+from bridges.data.datasets import SOURCES, check_data_keys, explicit_split
 from bridges.fm.checkpoints import check_state_keys, state_sha256
 from bridges.fm.registry import FMSpec, build_fm, checkpoint_sha256
 from bridges.models import BridgedModel, OldModel, make_head
@@ -309,7 +309,9 @@ class TransferRun:
             what = "is not a folder" if root.exists() else "does not exist"
             relative = "" if Path(data.root).expanduser().is_absolute() else (
                 f" (relative to the config file's folder '{self._base.resolve()}')")
-            raise ConfigError(f"{self._where} [data]: root {data.root!r} is '{root}'{relative}, which {what}")
+            hint = (f"; the recipe's placeholder: set [data] root to your {SOURCES[data.source].title} folder"
+                    if "/path/to/" in data.root else "")
+            raise ConfigError(f"{self._where} [data]: root {data.root!r} is '{root}'{relative}, which {what}{hint}")
         return root
 
     # ------------------------------------------------------------------ inputs
