@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 import torch
 from _paper_layouts import simulated_isruc_subject, simulated_wesad_subject
 from click.testing import CliRunner
@@ -20,7 +19,7 @@ import bridges.recipes
 from biostream.cli import cli
 from bridges.bridge import BridgeConfig
 from bridges.bundle import read_bundle
-from bridges.config import ConfigError
+from bridges.config import ConfigError, read_toml
 from bridges.fm.registry import build_fm, save_fm_state
 from bridges.ort_session import open_session
 from bridges.steps import evaluate_step, export_step, fit_head_step, select_step, train_step
@@ -75,7 +74,7 @@ def _real_size_bridge(run: TransferRun, i: int, j: int) -> tuple[int, int, int]:
 def test_recipe_has_the_papers_settings(tmp_path, name):
     source, (old_fm, new_fm), (i, j, rank, prototypes), shape, n_parameters = PAPER[name]
     window_s, step_s, classes, split = DATA[source]
-    raw = tomllib.loads((RECIPES / name).read_text())
+    raw = read_toml(RECIPES / name)
     assert raw["data"]["root"].startswith("/path/to/")
     assert not {"scenario", "n_subjects", "duration_s", "seed"} & set(raw["data"])  # a split table needs no seed
     # The placeholder root is refused as it is; a real folder in its place, the recipe as the user runs it.
