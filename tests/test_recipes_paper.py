@@ -148,6 +148,11 @@ def _small_checkpoint(run: TransferRun, side: str, depth: int, path: Path) -> di
     return {"size": spec.size, "config": spec.config, "checkpoint": str(path)}
 
 
+# The ONNX export of these deep graphs is most of each run's time: the ISRUC recipes (HuBERT-ECG ↔ LaBraM) go that
+# far; HuBERT-ECG ↔ PaPaGei bundles are exported and checked in tests/test_export.py.
+EXPORTED = {"isruc_ecg_to_eeg.toml", "isruc_eeg_to_ecg.toml"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_recipe_runs_end_to_end_on_tiny_data_in_the_published_layout(request, tmp_path, name):
@@ -186,6 +191,8 @@ def test_recipe_runs_end_to_end_on_tiny_data_in_the_published_layout(request, tm
     assert (config["rank"], config["n_prototypes"], config["n_tokens"]) == (rank, prototypes, tokens)
     evaluated = evaluate_step(run)
     assert 0.0 <= evaluated["test_metrics"]["accuracy"] <= 1.0
+    if name not in EXPORTED:
+        return
     export_step(run)
 
     manifest = read_bundle(bundle_path).manifest
