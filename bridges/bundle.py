@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from bridges.input_scaling import INPUT_SCALINGS
 from bridges.manifest import (
     RANDOM_INIT,
     SCHEMA_VERSION,
@@ -555,7 +556,15 @@ def bundle_summary(bundle: Bundle) -> list[str]:
             origin += ", then pretrained without labels"
         if info.fine_tuned:
             origin += ", then fine-tuned"
-        return f"{info.name} ({origin})"
+        scaling = f", input {info.input_scaling}" if info.input_scaling else ""
+        return f"{info.name} ({origin}){scaling}"
+
+    scaling = spec.scaling
+    if scaling is None:
+        scaling_text = "not recorded"
+    else:
+        scaling_text = f"{scaling} ({INPUT_SCALINGS[scaling].description}"
+        scaling_text += ")" if spec.input_scaling else "; read from the preprocessing steps)"
 
     def weights(info: FMInfo, what: str) -> list[str]:
         return [f"               weights sha256 {info.weights_sha256} ({what})"] if info.weights_sha256 else []
@@ -567,6 +576,7 @@ def bundle_summary(bundle: Bundle) -> list[str]:
         f"input:         {spec.modality}, {spec.n_channels} channel(s): {channels}",
         f"window:        {spec.window_s:g} s at {spec.sfreq_hz:g} Hz ({spec.n_samples} samples), hop {spec.hop_s:g} s",
         f"preprocessing: {steps} (inside the graph)",
+        f"input scaling: {scaling_text}",
         f"model:         {bundle.input_name} {_shape_text(bundle.input_shape)} -> "
         f"{bundle.output_name} {_shape_text(bundle.output_shape)}, {size} ONNX"
         + ("" if bundle.onnx_checked else " (graph not checked)"),

@@ -311,6 +311,13 @@ def export_bundle(
             f"'inputs' windows are {tuple(inputs.shape[1:])}, the manifest's input is {shape} "
             f"({spec.n_channels} channels × {spec.window_s:g} s at {spec.sfreq_hz:g} Hz)."
         )
+    # The manifest names the input scaling; the graph must do that one (the runtime applies none of its own).
+    done = getattr(getattr(getattr(model, "new_preprocess", None), "spec", None), "input_scaling", None)
+    if spec.input_scaling is not None and done is not None and done != spec.input_scaling:
+        raise ExportError(
+            f"the manifest's input scaling is {spec.input_scaling!r}, but the model's preprocessing does {done!r}; "
+            f"bundle '{path}' not written."
+        )
     onnx_bytes = export_onnx(model, inputs[:1], exporter=exporter)
     diff, probabilities = _run_both(model, onnx_bytes, inputs)
     if not diff <= tolerance:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
+from bridges.input_scaling import INPUT_SCALINGS, scaling_from_steps
 from devices.errors import BadInputError
 
 __all__ = [
@@ -212,7 +213,14 @@ class InputInfo:
     preprocessing : tuple of dict
         Steps the graph applies to the raw window, for information (each a dict with an ``"op"`` string, e.g.
         ``{"op": "bandpass", "low_hz": 0.5, "high_hz": 12.0}``); the runtime does not apply them again.
+    input_scaling : str, optional
+        Name of the input scaling among those steps (a key of ``bridges.input_scaling.INPUT_SCALINGS``, e.g.
+        ``"minmax_pm1"``); it must agree with the steps. Optional: manifests written before it was recorded lack
+        it, and :attr:`scaling` reads it from their steps (a ``zscore`` step: ``"zscore"``).
     """
+
+    #: Keys a manifest may leave out (added to schema 1 later); left out of ``manifest.json`` when None.
+    _OPTIONAL = ("input_scaling",)
 
     modality: str
     channel_labels: tuple[str, ...]
@@ -221,6 +229,7 @@ class InputInfo:
     hop_s: float
     units: tuple[str, ...]
     preprocessing: tuple[dict[str, Any], ...] = ()
+    input_scaling: str | None = None
 
     def __post_init__(self) -> None:
         _set(self, "modality", _str(self.modality, "modality"))
@@ -253,6 +262,21 @@ class InputInfo:
             _str(step.get("op"), f"preprocessing[{k}].op")
             checked.append(step)
         _set(self, "preprocessing", tuple(checked))
+        if self.input_scaling is not None:
+            if self.input_scaling not in INPUT_SCALINGS:
+                raise _bad("input_scaling", f"one of {list(INPUT_SCALINGS)}", self.input_scaling)
+            described = scaling_from_steps(checked)
+            if described != self.input_scaling:
+                steps_do = repr(described) if described else "no named scaling"
+                raise ManifestError("input_scaling", f"is {self.input_scaling!r}, but the preprocessing steps do "
+                                    f"{steps_do}.")
+
+    @property
+    def scaling(self) -> str | None:
+        """The input scaling: :attr:`input_scaling`, else the one the steps describe (None without steps)."""
+        if self.input_scaling is not None:
+            return self.input_scaling
+        return scaling_from_steps(self.preprocessing) if self.preprocessing else None
 
     @property
     def n_channels(self) -> int:
@@ -285,16 +309,20 @@ class FMInfo:
     pretrained : bool, optional
         Whether the FM was pretrained without labels in the run that built the bundle (``biostream bridge
         pretrain``), starting from ``checkpoint_sha256``, before any fine-tuning. Optional, as ``weights_sha256``.
+    input_scaling : str, optional
+        The input scaling the FM was fed in training (a key of ``bridges.input_scaling.INPUT_SCALINGS``).
+        Optional, as ``weights_sha256``.
     """
 
     #: Keys a manifest may leave out (added to schema 1 later); left out of ``manifest.json`` when None.
-    _OPTIONAL = ("weights_sha256", "fine_tuned", "pretrained")
+    _OPTIONAL = ("weights_sha256", "fine_tuned", "pretrained", "input_scaling")
 
     name: str
     checkpoint_sha256: str = RANDOM_INIT
     weights_sha256: str | None = None
     fine_tuned: bool | None = None
     pretrained: bool | None = None
+    input_scaling: str | None = None
 
     def __post_init__(self) -> None:
         _set(self, "name", _str(self.name, "name"))
@@ -307,6 +335,8 @@ class FMInfo:
         for flag in ("fine_tuned", "pretrained"):
             if not (getattr(self, flag) is None or isinstance(getattr(self, flag), bool)):
                 raise _bad(flag, "true or false", getattr(self, flag))
+        if not (self.input_scaling is None or self.input_scaling in INPUT_SCALINGS):
+            raise _bad("input_scaling", f"one of {list(INPUT_SCALINGS)}", self.input_scaling)
 
 
 @dataclass(frozen=True)
@@ -438,11 +468,12 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (lists, not tuples); ``from_dict(to_dict(m)) == m``."""
         data = _json(asdict(self), "manifest")
-        for side in ("old_fm", "new_fm"):  # optional keys left out when unset, as manifests were before them
-            fm = data["provenance"][side]
-            for key in FMInfo._OPTIONAL:
-                if fm.get(key) is None:
-                    fm.pop(key, None)
+        # Optional keys are left out when unset, as manifests were before them.
+        for part, cls in ((data["provenance"]["old_fm"], FMInfo), (data["provenance"]["new_fm"], FMInfo),
+                          (data["input"], InputInfo)):
+            for key in cls._OPTIONAL:
+                if part.get(key) is None:
+                    part.pop(key, None)
         return {"schema_version": data.pop("schema_version"), **data}
 
     @classmethod

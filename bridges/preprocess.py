@@ -10,18 +10,23 @@ Order of operations on a raw window ``x`` of shape ``(B, C, L)`` at the FM's rat
 2. FIR band-pass (and optional mains notch), taps from :func:`scipy.signal.firwin` at construction, applied as
    one fixed kernel shared by every channel (``conv1d`` on ``(B·C, 1, L)``), reflect-padded so the output
    length equals ``L``. The kernel is a registered buffer, not a parameter.
-3. Per-window, per-channel z-score (``normalisation="zscore"``). A window whose spread is below a floor
-   relative to its own magnitude (a flat window; float32 rounding leaves a residue of about 1e-7 of it) maps to
-   zeros, never NaN.
+3. Per-window, per-channel normalisation: z-score (``normalisation="zscore"``) or min-max to [-1, 1]
+   (``"minmax_pm1"``, HuBERT-ECG's published scaling). A window whose spread (standard deviation, or range) is
+   below a floor relative to its own magnitude (a flat window; float32 rounding leaves a residue of about 1e-7
+   of it) maps to zeros, never NaN.
 4. Multiply by ``scale`` (LaBraM: 1/100, µV → 0.1 mV).
 
-Only ``Pad``/``Conv``/``ReduceMean``/``Sqrt``/``Where``-style operations appear; there is no control flow on
-data, so :func:`torch.onnx.export` traces it as is. NaN in the input propagates (the windower fills gaps first).
+Steps 3 and 4 together are the FM's *input scaling*, named in :mod:`bridges.input_scaling`. Only
+``Pad``/``Conv``/``ReduceMean``/``ReduceMax``/``ReduceMin``/``Sqrt``/``Where``-style operations appear; there is
+no control flow on data, so :func:`torch.onnx.export` traces it as is. NaN in the input propagates (the windower
+fills gaps first).
 
-Paper settings (:func:`preprocess_for`): ECG for HuBERT-ECG at 100 Hz: 0.05–47 Hz, z-score; PPG for PaPaGei at
-125 Hz: 0.5–12 Hz, z-score; EEG for LaBraM at 200 Hz: 0.1–75 Hz plus a 50 Hz notch (LaBraM's own pipeline
-band-passes 0.1–75 Hz and notches the mains at 50 Hz before resampling to 200 Hz), no z-score, × 1/100; EMG for
-NormWear at 130 Hz: no filter at all, only the z-score. BioX-Bridge's ``dataset_preprocessing/make_FOG.py``
+Paper settings (:func:`preprocess_for`; the normalisation and scale are the FM's input scaling, from its
+:class:`~bridges.fm.base.InputSpec`): ECG for HuBERT-ECG at 100 Hz: 0.05–47 Hz, then z-score (random weights and
+BioX-Bridge) or min-max to [-1, 1] (the published checkpoint's); PPG for PaPaGei at 125 Hz: 0.5–12 Hz, z-score;
+EEG for LaBraM at 200 Hz: 0.1–75 Hz plus a 50 Hz notch (LaBraM's own pipeline band-passes 0.1–75 Hz and notches
+the mains at 50 Hz before resampling to 200 Hz), no z-score, × 1/100; EMG for NormWear at 130 Hz: no filter at
+all, only the z-score. BioX-Bridge's ``dataset_preprocessing/make_FOG.py``
 resamples the FOG EMG to 130 Hz, subtracts the mean and divides by the standard deviation (a constant channel
 becomes zeros), which its comment says is NormWear's own preprocessing; it does so per task file, we per window and
 channel (DESIGN §7: the statistics a live stream has). The resampling is the windower's, outside the graph.
@@ -40,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bridges.input_scaling import NORMALISATIONS, scaling_name
 from devices.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -47,10 +53,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-NORMALISATIONS = ("zscore", "none")
 #: Transition width of a Hamming-window FIR in units of fs / taps.
 HAMMING_WIDTH = 3.3
-# A window whose standard deviation is below this fraction of its largest magnitude counts as flat.
+# A window whose spread (standard deviation, or range) is below this fraction of its largest magnitude is flat.
 _FLAT_RELATIVE = 1e-5
 _TINY = 1e-12
 
@@ -116,7 +121,7 @@ class PreprocessSpec:
     fir_taps : int
         Odd FIR length, >= 3; the window must be longer than ``fir_taps // 2`` samples.
     normalisation : str
-        ``"zscore"`` (per window and channel) or ``"none"``.
+        ``"zscore"`` or ``"minmax_pm1"`` (per window and channel), or ``"none"``.
     scale : float
         Multiplier applied last.
     notch_hz : float or None
@@ -160,6 +165,11 @@ class PreprocessSpec:
             raise BadInputError(f"'notch_width_hz' must be > 0, got {self.notch_width_hz!r} instead.")
 
     @property
+    def input_scaling(self) -> str | None:
+        """Name of the normalisation + scale this spec does (:mod:`bridges.input_scaling`), or None."""
+        return scaling_name(self.normalisation, self.scale)
+
+    @property
     def transition_hz(self) -> float:
         """Transition width of the FIR (Hz)."""
         return HAMMING_WIDTH * self.sfreq_hz / self.fir_taps
@@ -190,6 +200,8 @@ class PreprocessSpec:
                         "notch_hz": self.notch_hz, "padding": "reflect"})
         if self.normalisation == "zscore":
             out.append({"op": "zscore", "axis": "per window, per channel"})
+        elif self.normalisation == "minmax_pm1":
+            out.append({"op": "minmax", "range": [-1.0, 1.0], "axis": "per window, per channel"})
         if self.scale != 1.0:
             out.append({"op": "scale", "factor": self.scale})
         return out
@@ -239,7 +251,7 @@ def design_fir(spec: PreprocessSpec) -> np.ndarray | None:
 
 
 class Preprocess(nn.Module):
-    """Raw window → (mean removal, FIR band-pass/notch) → z-score → × scale; see the module docstring.
+    """Raw window → (mean removal, FIR band-pass/notch) → z-score or min-max → × scale; see the module docstring.
 
     Parameters
     ----------
@@ -253,7 +265,7 @@ class Preprocess(nn.Module):
         taps = design_fir(spec)
         self._filter = taps is not None
         self._demean = spec.band_hz is not None
-        self._zscore = spec.normalisation == "zscore"
+        self._normalisation = spec.normalisation
         self._scale = float(spec.scale)
         self._pad = (spec.fir_taps - 1) // 2 if self._filter else 0
         # conv1d computes a correlation; the taps are symmetric (linear phase), so it equals the convolution.
@@ -274,11 +286,17 @@ class Preprocess(nn.Module):
             flat = x.reshape(-1, 1, x.shape[-1])
             flat = F.pad(flat, (self._pad, self._pad), mode="reflect")
             x = F.conv1d(flat, self.fir).reshape(x.shape)
-        if self._zscore:
+        floor = magnitude * _FLAT_RELATIVE + _TINY
+        if self._normalisation == "zscore":
             centred = x - x.mean(dim=-1, keepdim=True)
             std = torch.sqrt((centred * centred).mean(dim=-1, keepdim=True))
-            floor = magnitude * _FLAT_RELATIVE + _TINY
             x = torch.where(std > floor, centred / std.clamp_min(_TINY), torch.zeros_like(centred))
+        elif self._normalisation == "minmax_pm1":
+            low = x.amin(dim=-1, keepdim=True)
+            span = x.amax(dim=-1, keepdim=True) - low
+            # A flat window maps to 0, the middle of the range, as the z-score maps it to its mean.
+            scaled = 2.0 * (x - low) / span.clamp_min(_TINY) - 1.0
+            x = torch.where(span > floor, scaled, torch.zeros_like(x))
         if self._scale != 1.0:
             x = x * self._scale
         return x

@@ -114,6 +114,11 @@ def pretrain_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     return payload
 
 
+def _scalings(**fms: Any) -> dict[str, str | None]:
+    """``{"old_fm": ..., "new_fm": ...}``: the input scaling each FM a step used was fed (for its JSON result)."""
+    return {f"{side}_fm": fm.input_scaling for side, fm in fms.items()}
+
+
 @_seeded_by("head")
 def fit_head_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     """Train the head on labeled old-modality windows (train split, val-selected); save the old model."""
@@ -141,6 +146,7 @@ def fit_head_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
         "old_test_metrics": test.to_dict(),
         "split_sizes": {name: len(w) for name, w in splits.items()},
         "subjects": {name: sorted(set(w.subjects.tolist())) for name, w in splits.items()},
+        "input_scaling": _scalings(old=fm),
     }
     write_json(run.artefact("head.json"), payload)
     return payload
@@ -161,7 +167,7 @@ def select_step(run: TransferRun) -> dict[str, Any]:
     )
     plot_selection(result, run.artefact("select.png"), new_name=run.fm_spec("new").name,
                    old_name=run.fm_spec("old").name)
-    payload = result.to_dict()
+    payload = {**result.to_dict(), "input_scaling": _scalings(old=old.fm, new=new_fm)}
     write_json(run.artefact("select.json"), payload)
     return payload
 
@@ -200,6 +206,7 @@ def train_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
         **result.to_dict(),
         "bridge_config": {"d_in": c.d_in, "n_tokens": c.n_tokens, "d_out": c.d_out, "rank": c.rank,
                           "n_prototypes": c.n_prototypes, "init": c.init},
+        "input_scaling": _scalings(old=old.fm, new=new_fm),
     }
     write_json(run.artefact("train.json"), payload)
     return payload
@@ -213,7 +220,8 @@ def evaluate_step(run: TransferRun) -> dict[str, Any]:
     model = run.load_bridged_model()
     metrics = evaluate(model, run.splits["test"])
     plot_confusion(metrics, run.artefact("confusion.png"), title="BioX-Bridge (test)")
-    payload = {"test_metrics": metrics.to_dict(), "trainable_parameters": count_trainable(model.bridge)}
+    payload = {"test_metrics": metrics.to_dict(), "trainable_parameters": count_trainable(model.bridge),
+               "input_scaling": _scalings(old=model.old_fm, new=model.new_fm)}
     write_json(run.artefact("evaluate.json"), payload)
     return payload
 
@@ -232,7 +240,7 @@ def distill_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
         epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, unfreeze_fm=cfg.unfreeze_fm,
         random_state=cfg.seed, progress=progress,
     )
-    payload = result.to_dict()
+    payload = {**result.to_dict(), "input_scaling": _scalings(old=old.fm, new=new_fm)}
     write_json(run.artefact("distill.json"), payload)
     return payload
 
@@ -261,9 +269,10 @@ def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
     test = run.splits["test"]
     # Only keys that apply to the source: the scenario names simulated data only; a data set is named by its source.
     training_data = {"source": data.source, **({"scenario": data.scenario} if data.source == "simulated" else {}),
-                     "n_pair_windows": train["n_pair"], "normalisation": "per window"}
+                     "n_pair_windows": train["n_pair"]}
     fms = run.provenance_fms(model)
     spec = model.new_fm.input_spec
+    training_data["normalisation"] = "per window" if spec.normalisation != "none" else "none"
     c = model.bridge.config
     manifest = Manifest(
         task=TaskInfo(name=cfg.task, class_names=tuple(test.class_names)),
@@ -272,9 +281,12 @@ def export_step(run: TransferRun, path: str | None = None) -> dict[str, Any]:
             window_s=spec.window_s, hop_s=cfg.hop_s or data.step_s,
             units=tuple([spec.unit or "a.u."] * spec.n_channels),
             preprocessing=tuple(model.new_preprocess.spec.steps()),
+            input_scaling=model.new_preprocess.spec.input_scaling,
         ),
         provenance=Provenance(
-            old_fm=FMInfo(**fms["old"]), new_fm=FMInfo(**fms["new"]), layer_i=train["i"], layer_j=train["j"],
+            old_fm=FMInfo(**fms["old"], input_scaling=model.old_fm.input_scaling),
+            new_fm=FMInfo(**fms["new"], input_scaling=model.new_fm.input_scaling), layer_i=train["i"],
+            layer_j=train["j"],
             bridge=BridgeInfo(rank=c.rank, n_prototypes=c.n_prototypes, n_tokens=c.n_tokens, d_in=c.d_in,
                               d_out=c.d_out),
             training_data=training_data,

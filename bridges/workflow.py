@@ -23,6 +23,7 @@ from bridges.bridge import PROTOTYPE_INITS, BridgeConfig, PrototypeBridge
 from bridges.config import ConfigError, load_sections
 from bridges.data import PairedWindows, simulated_paired, split_subjects
 from bridges.data.datasets import SOURCES, check_data_keys, explicit_split
+from bridges.fm.base import FoundationModel
 from bridges.fm.checkpoints import check_state_keys, state_sha256
 from bridges.fm.registry import FMSpec, build_fm, checkpoint_sha256
 from bridges.models import BridgedModel, OldModel, make_head
@@ -219,6 +220,10 @@ class OutputSection:
 class FMSection(FMSpec):
     """``[old_fm]`` / ``[new_fm]``: see :class:`bridges.fm.registry.FMSpec`.
 
+    ``input_scaling`` says how raw windows are scaled for the FM (default: what a published checkpoint was trained
+    on; random weights keep z-score, LaBraM µV / 100; see :class:`~bridges.fm.registry.FMSpec`). The steps record
+    it in their JSON results, and a step refuses to go on when ``fit-head`` or ``train`` fed an FM another scaling
+    than the config now asks for.
     ``window_s`` is not a key here (the window is ``[data] window_s``); keys that a published checkpoint makes
     moot (``config`` for LaBraM and PaPaGei, which read their architecture from the file), ``trust_pickle``
     without one, and ``channels`` for single-channel PaPaGei are refused by name.
@@ -444,10 +449,20 @@ class TransferRun:
         if self.is_pretrained(side):
             check_pretrained(self.out_dir, side, self.fm_identity(side), self._where)
 
+    def _check_scaling(self, fm: FoundationModel, side: str, info: dict[str, Any], artefact: str, step: str) -> None:
+        """Raise ConfigError when ``step`` (its result ``artefact``) recorded another input scaling for ``fm``."""
+        recorded = (info.get("input_scaling") or {}).get(f"{side}_fm")  # results from before it was recorded: None
+        if recorded is not None and recorded != fm.input_scaling:
+            raise ConfigError(
+                f"{self._where} [{side}_fm]: input scaling is {fm.input_scaling!r}, but {step} ran with {recorded!r} "
+                f"({artefact}); set [{side}_fm] input_scaling = {recorded!r} or run '{step}' again"
+            )
+
     def load_old_model(self) -> OldModel:
         """The old FM + head saved by ``fit-head``."""
         head_info = self.read_json("head.json", "fit-head")
         fm, preprocess = self.build_fm_and_preprocess("old")
+        self._check_scaling(fm, "old", head_info, "head.json", "fit-head")
         head = make_head(head_info["d_features"], head_info["n_classes"], mlp_hidden=head_info["mlp_hidden"])
         model = OldModel(fm, head, preprocess)
         model.load_state_dict(load_file(str(self.require("old_model.safetensors", "fit-head"))))
@@ -458,6 +473,7 @@ class TransferRun:
         info = self.read_json("train.json", "train")
         old = self.load_old_model()
         new_fm, new_preprocess = self.build_fm_and_preprocess("new")
+        self._check_scaling(new_fm, "new", info, "train.json", "train")
         bridge = PrototypeBridge(BridgeConfig(**info["bridge_config"]))
         bridge.load_state_dict(load_file(str(self.require("bridge.safetensors", "train"))))
         return BridgedModel(new_preprocess, new_fm, bridge, old.fm, old.head, i=info["i"], j=info["j"]).eval()

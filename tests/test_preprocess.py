@@ -115,7 +115,8 @@ def test_kernel_is_a_buffer_and_spec_round_trips():
 def test_exports_to_onnx_without_control_flow():
     pre = preprocess_for(InputSpec("eeg", 200.0, 4.0, 2, scale=0.01, normalisation="none"))
     zs = preprocess_for(InputSpec("ppg", 125.0, 10.0, 1))
-    for module, shape in ((pre, (1, 2, 800)), (zs, (1, 1, 1250))):
+    mm = preprocess_for(InputSpec("ecg", 100.0, 10.0, 2, normalisation="minmax_pm1"))  # HuBERT-ECG's published
+    for module, shape in ((pre, (1, 2, 800)), (zs, (1, 1, 1250)), (mm, (1, 2, 1000))):
         buffer = io.BytesIO()
         torch.onnx.export(module, (torch.randn(*shape),), buffer, dynamo=False, input_names=["x"],
                           dynamic_axes={"x": {0: "batch"}})
@@ -128,6 +129,10 @@ def test_exports_to_onnx_without_control_flow():
     x = torch.randn(3, 1, 1250)
     torch.testing.assert_close(traced(x), zs(x))
     assert math.isclose(float(zs(x).std(-1, unbiased=False).mean()), 1.0, abs_tol=1e-4)
+    traced = torch.jit.trace(mm, torch.randn(1, 2, 1000))
+    x = torch.randn(3, 2, 1000)
+    torch.testing.assert_close(traced(x), mm(x))
+    assert float(mm(x).amin()) == -1.0 and float(mm(x).amax()) == 1.0
 
 
 def test_emg_for_normwear_is_zscore_only():

@@ -9,10 +9,12 @@ and layers ``0..upto`` and stops; ``suffix`` runs layers ``start..end`` and the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
+
+from bridges.input_scaling import resolve_scaling, scaling_name
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,8 @@ class InputSpec:
     scale : float
         Multiplier applied to the raw window before the stem (LaBraM: 1/100, µV → 0.1 mV); 1.0 otherwise.
     normalisation : str
-        Per-window normalisation applied before scaling: ``"zscore"`` or ``"none"``.
+        Per-window normalisation applied before scaling: ``"zscore"``, ``"minmax_pm1"`` or ``"none"``.
+        ``normalisation`` and ``scale`` together are the FM's input scaling (:mod:`bridges.input_scaling`).
     """
 
     modality: str
@@ -60,12 +63,34 @@ class FoundationModel(nn.Module):
     Subclasses set ``input_spec`` and ``layers`` (an ``nn.ModuleList``) and implement :meth:`embed`,
     :meth:`_run_layer` (when a block's call needs more than ``block(h)``), :meth:`finalize` and :meth:`pool`.
     Raw input ``x`` has shape ``(B, n_channels, n_samples)`` at ``input_spec.sfreq_hz``, already normalised and
-    scaled per :attr:`input_spec`.
+    scaled per :attr:`input_spec`. Subclasses set :attr:`published_scaling`; their constructors set the scaling
+    random weights use, and ``from_pretrained`` switches to the published one (:meth:`use_input_scaling`).
     """
 
     name: str = "fm"
+    #: The input scaling the published checkpoint was trained on (a key of ``INPUT_SCALINGS``).
+    published_scaling: str = "zscore"
     input_spec: InputSpec
     layers: nn.ModuleList
+
+    @property
+    def input_scaling(self) -> str | None:
+        """Name of the input scaling :attr:`input_spec` asks for, or None when no named scaling matches it."""
+        return scaling_name(self.input_spec.normalisation, self.input_spec.scale)
+
+    def use_input_scaling(self, name: str) -> FoundationModel:
+        """Ask for the input scaling ``name`` (``"published"``: :attr:`published_scaling`); returns ``self``.
+
+        Only :attr:`input_spec` changes: the preprocessing built from it afterwards does the scaling.
+
+        Raises
+        ------
+        devices.errors.BadInputError
+            ``name`` is not ``"published"`` or a known scaling; the message lists the accepted names.
+        """
+        scaling = resolve_scaling(name, self.published_scaling)
+        self.input_spec = replace(self.input_spec, normalisation=scaling.normalisation, scale=scaling.scale)
+        return self
 
     @property
     def n_layers(self) -> int:

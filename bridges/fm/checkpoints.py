@@ -262,6 +262,27 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"Checkpoint '{path}' is not a readable safetensors file: {detail}") from None
 
 
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` header (empty when it has none).
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing or not a valid safetensors file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint '{path}' does not exist or is not a file.")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"Checkpoint '{path}' is not a readable safetensors file: {detail}") from None
+
+
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """Drop ``prefix`` from the start of every key that has it; other keys are kept unchanged.
 

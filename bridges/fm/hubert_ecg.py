@@ -4,6 +4,9 @@ The network is the stock ``HubertModel`` (so published weights load unchanged); 
 forward pass into stem / blocks / final norm without hooks and reads HuBERT-ECG checkpoints without unpickling
 code (see :mod:`bridges.fm.hubert_ecg_checkpoint`). The pre-training heads (``final_proj``, ``label_embedding``)
 and the masking vector are dropped: they play no part in the encoder's output.
+
+Input scaling: a published checkpoint gets each lead min-max scaled to [-1, 1] per window, as HuBERT-ECG was
+pretrained; random weights keep the per-window z-score BioX-Bridge feeds it (:mod:`bridges.input_scaling`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from transformers import HubertConfig, HubertModel
 from bridges.fm.base import FoundationModel, InputSpec
 from bridges.fm.checkpoints import CheckpointError, check_state_keys
 from bridges.fm.hubert_ecg_checkpoint import backbone_shape, normalise_hubert_keys, read_hubert_checkpoint
+from bridges.input_scaling import PUBLISHED
 from devices._checks import ensure_int, ensure_positive
 from devices.errors import BadInputError
 
@@ -159,6 +163,8 @@ class HubertECG(FoundationModel):
     """
 
     name = "hubert-ecg"
+    #: HuBERT-ECG's pretraining scaled each lead to [-1, 1] by its min and max (its ``code/utils.py``).
+    published_scaling = "minmax_pm1"
 
     def __init__(self, config: HubertConfig, *, window_s: float = 60.0, n_channels: int = 1) -> None:
         super().__init__()
@@ -237,8 +243,9 @@ class HubertECG(FoundationModel):
         trust_pickle: bool = False,
         window_s: float = 60.0,
         n_channels: int = 1,
+        input_scaling: str = PUBLISHED,
     ) -> HubertECG:
-        """Load a published checkpoint.
+        """Load a published checkpoint, asking for the input scaling it was trained on (min-max to [-1, 1]).
 
         Parameters
         ----------
@@ -253,6 +260,9 @@ class HubertECG(FoundationModel):
             config object is read as inert data.
         window_s, n_channels
             As for :class:`HubertECG`.
+        input_scaling : str
+            Input scaling (:mod:`bridges.input_scaling`); default ``"published"``: each lead min-max scaled to
+            [-1, 1] per window.
 
         Raises
         ------
@@ -268,6 +278,7 @@ class HubertECG(FoundationModel):
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"Checkpoint {what} has an unusable config: {err}") from None
         model = cls(config, window_s=window_s, n_channels=n_channels)
+        model.use_input_scaling(input_scaling)
         model.load_hubert_state(state, what=what)
         logger.info("Loaded HuBERT-ECG (%d layers, width %d) from '%s'.", model.n_layers, model.width, path)
         return model

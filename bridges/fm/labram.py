@@ -26,6 +26,7 @@ from bridges.fm.base import FoundationModel, InputSpec
 from bridges.fm.checkpoints import check_state_keys, load_torch_state, strip_prefix
 from bridges.fm.labram_channels import ISRUC_CHANNELS, LABRAM_POSITIONS, labram_position
 from bridges.fm.mlp import Mlp
+from bridges.input_scaling import PUBLISHED
 from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,8 @@ class Labram(FoundationModel):
     """
 
     name = "labram"
+    #: LaBraM's training loops divide the µV signal by 100 (0.1 mV units), with no per-window normalisation.
+    published_scaling = "uv_over_100"
 
     def __init__(
         self,
@@ -293,6 +296,7 @@ class Labram(FoundationModel):
         channels: Sequence[str] = ISRUC_CHANNELS,
         window_s: float = 30.0,
         trust_pickle: bool = False,
+        input_scaling: str = PUBLISHED,
     ) -> Labram:
         """Load LaBraM-base from the released ``labram-base.pth`` (or a bare encoder state dict), in eval mode.
 
@@ -311,6 +315,9 @@ class Labram(FoundationModel):
             Window length (s).
         trust_pickle : bool
             Allow full unpickling (runs code from the file): only for files you trust.
+        input_scaling : str
+            Input scaling (:mod:`bridges.input_scaling`); default ``"published"``: µV / 100, no per-window
+            normalisation.
 
         Raises
         ------
@@ -327,7 +334,7 @@ class Labram(FoundationModel):
             encoder.update({f"fc_norm.{k}": v for k, v in model.fc_norm.state_dict().items()})
         check_state_keys(model, encoder, f"'{path}'")
         model.load_state_dict(encoder)
-        return model.eval()
+        return model.use_input_scaling(input_scaling).eval()
 
     # ------------------------------------------------------------------ FoundationModel
 

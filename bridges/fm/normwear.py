@@ -40,6 +40,7 @@ from bridges.fm.base import FoundationModel, InputSpec
 from bridges.fm.checkpoints import check_state_keys, load_torch_state, strip_prefix
 from bridges.fm.cwt import NormWearScalogram, ricker_widths
 from bridges.fm.normwear_layers import EncoderLayer, NormWearConfig, PatchEmbed, sincos_position_table
+from bridges.input_scaling import PUBLISHED
 from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class NormWear(FoundationModel):
     """
 
     name = "normwear"
+    #: Each channel z-scored (BioX-Bridge's FOG preparation, which names it NormWear's own preprocessing).
+    published_scaling = "zscore"
 
     def __init__(
         self,
@@ -183,6 +186,7 @@ class NormWear(FoundationModel):
         window_s: float = 3.0,
         sfreq_hz: float = 130.0,
         trust_pickle: bool = False,
+        input_scaling: str = PUBLISHED,
     ) -> NormWear:
         """Load the released checkpoint (or any state dict of the encoder), in eval mode.
 
@@ -205,6 +209,8 @@ class NormWear(FoundationModel):
             Input rate (Hz).
         trust_pickle : bool
             Allow full unpickling (runs code from the file): only for files you trust.
+        input_scaling : str
+            Input scaling (:mod:`bridges.input_scaling`); default ``"published"``: each channel z-scored per window.
 
         Raises
         ------
@@ -218,7 +224,7 @@ class NormWear(FoundationModel):
         encoder = _encoder_state(state)
         check_state_keys(model, encoder, f"'{path}'")
         model.load_state_dict(encoder, strict=True)
-        return model.eval()
+        return model.use_input_scaling(input_scaling).eval()
 
     # ------------------------------------------------------------------ FoundationModel
 

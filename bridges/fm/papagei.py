@@ -23,6 +23,7 @@ from torch import nn
 
 from bridges.fm.base import FoundationModel, InputSpec
 from bridges.fm.checkpoints import check_state_keys, load_torch_state, strip_prefix
+from bridges.input_scaling import PUBLISHED
 from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,8 @@ class Papagei(FoundationModel):
     """
 
     name = "papagei"
+    #: PaPaGei's embedding scripts z-score each (0.5–12 Hz band-passed) segment.
+    published_scaling = "zscore"
 
     def __init__(self, config: PapageiConfig | None = None, *, window_s: float = 60.0) -> None:
         super().__init__()
@@ -260,7 +263,9 @@ class Papagei(FoundationModel):
             return cls(config, window_s=window_s).eval()
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, window_s: float = 60.0, trust_pickle: bool = False) -> Papagei:
+    def from_pretrained(
+        cls, path: str | Path, *, window_s: float = 60.0, trust_pickle: bool = False, input_scaling: str = PUBLISHED
+    ) -> Papagei:
         """Load PaPaGei-S from ``papagei_s.pt`` (a state dict, keys optionally prefixed ``module.``), in eval mode.
 
         Parameters
@@ -271,6 +276,8 @@ class Papagei(FoundationModel):
             Window length (s).
         trust_pickle : bool
             Allow full unpickling (runs code from the file): only for files you trust.
+        input_scaling : str
+            Input scaling (:mod:`bridges.input_scaling`); default ``"published"``: z-score per window.
 
         Raises
         ------
@@ -282,7 +289,7 @@ class Papagei(FoundationModel):
             model = cls(PapageiConfig(), window_s=window_s)
         check_state_keys(model, state, f"'{path}'")
         model.load_state_dict(state)
-        return model.eval()
+        return model.use_input_scaling(input_scaling).eval()
 
     # ------------------------------------------------------------------ FoundationModel
 

@@ -2,10 +2,15 @@
 
 Checkpoints are either the published file (loaded by the adapter's ``from_pretrained``) or a ``.safetensors`` of
 one of our adapters' own ``state_dict`` (what self-supervised pretraining and unfrozen fine-tuning save).
+
+Input scaling (:mod:`bridges.input_scaling`): a spec's ``input_scaling`` wins; without it, a published checkpoint
+gets the scaling it was trained on, a ``.safetensors`` the one recorded in its metadata by :func:`save_fm_state`
+(the scaling it was trained with here), and random weights their adapter's own (z-score; LaBraM µV / 100).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -14,14 +19,17 @@ from typing import Any
 from safetensors.torch import save_file
 
 from bridges.fm.base import FoundationModel
-from bridges.fm.checkpoints import check_state_keys, file_sha256, load_safetensors
+from bridges.fm.checkpoints import check_state_keys, file_sha256, load_safetensors, safetensors_metadata
 from bridges.fm.hubert_ecg import ARCH_KEYS, HubertECG, tiny_config
 from bridges.fm.labram import ISRUC_CHANNELS, Labram, LabramConfig
 from bridges.fm.normwear import NormWear, NormWearConfig
 from bridges.fm.papagei import Papagei, PapageiConfig
+from bridges.input_scaling import SCALING_CHOICES, get_scaling, resolve_scaling
 from devices._checks import check_value
 from devices.atomic import atomic_output
 from devices.errors import BadInputError
+
+logger = logging.getLogger(__name__)
 
 #: Which modality each FM reads.
 FM_MODALITY = {"hubert_ecg": "ecg", "labram": "eeg", "normwear": "emg", "papagei": "ppg"}
@@ -39,6 +47,9 @@ FM_CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "normwear": tuple(f.name for f in fields(NormWearConfig)),
     "papagei": tuple(f.name for f in fields(PapageiConfig)),
 }
+
+#: Metadata key of the input scaling in a ``.safetensors`` written by :func:`save_fm_state`.
+SCALING_METADATA_KEY = "input_scaling"
 
 #: NormWear's input rate in BioX-Bridge's FOG setting (EMG resampled to 130 Hz: 3 s = 390 samples = 560 tokens).
 NORMWEAR_SFREQ_HZ = 130.0
@@ -69,6 +80,12 @@ class FMSpec:
         Seed of the random initialisation (ignored with a checkpoint).
     trust_pickle : bool
         Allow a published ``.pt`` to run pickled code (only for files you trust).
+    input_scaling : str or None
+        How the raw window is scaled for the FM, one of :data:`~bridges.input_scaling.SCALING_CHOICES`:
+        ``"published"`` (what the FM's published checkpoint was trained on: HuBERT-ECG ``"minmax_pm1"``, LaBraM
+        ``"uv_over_100"``, PaPaGei and NormWear ``"zscore"``), ``"zscore"``, ``"minmax_pm1"``, ``"uv_over_100"``
+        or ``"none"``. None (default): ``"published"`` with a published checkpoint, the scaling recorded in our
+        own ``.safetensors``, else the adapter's random-weight default (``"zscore"``; LaBraM ``"uv_over_100"``).
     """
 
     name: str
@@ -79,9 +96,12 @@ class FMSpec:
     channels: list[str] = field(default_factory=list)
     seed: int = 0
     trust_pickle: bool = False
+    input_scaling: str | None = None
 
     def __post_init__(self) -> None:
         check_value(self.name, FM_BUILDERS, "name")
+        if self.input_scaling is not None:
+            check_value(self.input_scaling, SCALING_CHOICES, "input_scaling")
         check_value(self.size, FM_SIZES[self.name], "size")
         known = FM_CONFIG_KEYS[self.name]
         unknown = sorted(set(self.config) - set(known))
@@ -159,12 +179,26 @@ FM_BUILDERS: dict[str, Callable[[FMSpec], FoundationModel]] = {
 
 
 def build_fm(spec: FMSpec) -> FoundationModel:
-    """Build the FM ``spec`` describes, in eval mode; our own ``.safetensors`` states are loaded strictly."""
+    """Build the FM ``spec`` describes, in eval mode; our own ``.safetensors`` states are loaded strictly.
+
+    Its input scaling is ``spec.input_scaling`` when set, else as the module docstring says.
+    """
     fm = FM_BUILDERS[spec.name](spec)
+    scaling = spec.input_scaling
     if spec.checkpoint and spec.checkpoint.endswith(".safetensors"):
         state = load_safetensors(spec.checkpoint)
         check_state_keys(fm, state, f"'{spec.checkpoint}'")
         fm.load_state_dict(state, strict=True)
+        saved = safetensors_metadata(spec.checkpoint).get(SCALING_METADATA_KEY)
+        if saved is not None:
+            get_scaling(saved, what=f"the input scaling recorded in '{spec.checkpoint}'")
+            if scaling is None:
+                scaling = saved
+            elif resolve_scaling(scaling, fm.published_scaling).name != saved:
+                logger.warning("'%s' was trained with input scaling %r; input_scaling = %r overrides it",
+                               spec.checkpoint, saved, scaling)
+    if scaling is not None:
+        fm.use_input_scaling(scaling)
     return fm.eval()
 
 
@@ -182,8 +216,12 @@ def checkpoint_sha256(spec: FMSpec) -> str:
 
 
 def save_fm_state(fm: FoundationModel, path: str | Path) -> Path:
-    """Write ``fm.state_dict()`` to a ``.safetensors`` file (atomic), loadable with ``FMSpec(checkpoint=path)``."""
+    """Write ``fm.state_dict()`` to a ``.safetensors`` file (atomic), loadable with ``FMSpec(checkpoint=path)``.
+
+    The FM's input scaling goes into the file's metadata, so the weights are later fed what they were trained on.
+    """
     state = {k: v.detach().contiguous().clone() for k, v in fm.state_dict().items()}
+    scaling = fm.input_scaling
     with atomic_output(path) as tmp:
-        save_file(state, str(tmp))
+        save_file(state, str(tmp), metadata=None if scaling is None else {SCALING_METADATA_KEY: scaling})
     return Path(path)
