@@ -359,6 +359,12 @@ def test_quiet_wesad_steps_and_a_bundle_that_names_the_weights_it_holds(wesad_ro
     info = runner.invoke(cli, ["info", str(folder / "tiny.bxb")], catch_exceptions=False).output
     assert "hubert_ecg-tiny (random init, then fine-tuned)" in info and f"weights sha256 {old_sha}" in info
     assert "scenario" not in info
+    # Random weights keep the z-score; every result and the bundle say so.
+    assert head["input_scaling"] == {"old_fm": "zscore"}
+    for name in ("train.json", "evaluate.json"):
+        assert json.loads((run / name).read_text())["input_scaling"] == {"old_fm": "zscore", "new_fm": "zscore"}
+    assert (manifest.input.input_scaling, prov.old_fm.input_scaling, prov.new_fm.input_scaling) == ("zscore",) * 3
+    assert "input scaling: zscore (per window and channel: (x - mean) / std)" in info
 
 
 def test_progress_shows_without_quiet(wesad_root, tmp_path):
