@@ -5,8 +5,9 @@ new-modality window and is trained to match the old model's predictions on the o
 ``T² · KL(softmax(teacher / T) || softmax(student / T))``. The teacher's logits are computed once. With
 ``unfreeze_fm=True`` (the usual baseline) the whole new FM is fine-tuned; it is a deep copy, so the FM passed in
 (shared with the bridged model) is left untouched. The FM's BatchNorm statistics and dropout stay in eval mode,
-as in :func:`bridges.head.fit_head`. Model selection as for the bridge: best validation macro-F1 against true
-labels.
+as in :func:`bridges.head.fit_head`. Model selection as for the bridge (:mod:`bridges.epoch_selection`): every
+scored epoch records the distillation loss on the validation pairs (same ``T``), agreement with the teacher's
+pseudo-labels on them, and macro-F1 against true labels; ``select_by`` says which keeps the epoch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from bridges._batching import known_labels, map_batches, state_copy, train_only_used
 from bridges.data.windows import PairedWindows
+from bridges.epoch_selection import DEFAULT_SELECT_BY, check_select_by
 from bridges.fm.base import FoundationModel
 from bridges.metrics import FitHistory, Metrics, count_trainable, metrics_from_predictions
 from bridges.models import DistilledModel, OldModel, freeze, make_head
@@ -70,8 +73,10 @@ def distill(
     unfreeze_fm: bool = True,
     mlp_hidden: int | None = None,
     eval_every: int = 1,
+    select_by: str = DEFAULT_SELECT_BY,
     random_state: int = 0,
     progress: bool = False,
+    plot_path: str | Path | None = None,
 ) -> tuple[DistilledModel, DistillResult]:
     """Train new FM + head on the old model's soft predictions over the paired windows.
 
@@ -86,7 +91,8 @@ def distill(
     pair_windows : PairedWindows
         Paired windows; labels not used.
     val_windows, test_windows : PairedWindows
-        Labeled windows (``new`` half) for choosing the epoch / for the record (test may be None).
+        Paired windows for choosing the epoch (both halves; see ``select_by``) / labeled windows (``new`` half)
+        for the record (test may be None).
     temperature : float
         Softening temperature ``T``.
     epochs, lr, batch_size
@@ -98,15 +104,20 @@ def distill(
         Hidden width of an MLP head; linear when None.
     eval_every : int
         Score validation/test every this many epochs (and after the last).
+    select_by : {"loss", "agreement", "labels"}
+        Which validation criterion keeps the epoch: the distillation loss on the validation pairs, macro-F1
+        against the teacher's pseudo-labels on them, or macro-F1 against true labels (all three are recorded).
     random_state : int
         Seed of the head initialisation and shuffling.
     progress : bool
         Show a tqdm progress bar.
+    plot_path : str or Path, optional
+        Write the training-curve PNG (:func:`bridges.plots.plot_training_curve`) here.
 
     Returns
     -------
     model : DistilledModel
-        The best-by-validation student, frozen, in eval mode.
+        The student of the epoch ``select_by`` keeps, frozen, in eval mode.
     result : DistillResult
     """
     temperature = ensure_positive(temperature, "temperature")
@@ -114,6 +125,7 @@ def distill(
     batch_size = ensure_int(batch_size, "batch_size", minimum=1)
     eval_every = ensure_int(eval_every, "eval_every", minimum=1)
     lr = ensure_positive(lr, "lr")
+    check_select_by(select_by)
     if len(pair_windows) == 0:
         raise BadInputError("the paired split is empty; distillation has nothing to train on")
     val_index = known_labels(val_windows.labels, val_windows.n_classes, "the validation split")
@@ -133,15 +145,16 @@ def distill(
     start = time.perf_counter()
     old_model.eval()
     teacher = map_batches(old_model, pair_windows.old, batch_size)  # logits (N, K), once
+    val_teacher = map_batches(old_model, val_windows.old, batch_size)  # and on every validation pair
     if unfreeze_fm:
         train_only_used(model, model, torch.from_numpy(pair_windows.new[:1]))
         inputs = torch.from_numpy(pair_windows.new)
-        val_inputs = torch.from_numpy(val_windows.new[val_index])
+        val_inputs = torch.from_numpy(val_windows.new)
         test_inputs = torch.from_numpy(test_windows.new[test_index]) if len(test_index) else None
         trained: nn.Module = model
     else:
         inputs = map_batches(model.features, pair_windows.new, batch_size)
-        val_inputs = map_batches(model.features, val_windows.new[val_index], 64)
+        val_inputs = map_batches(model.features, val_windows.new, 64)
         test_inputs = map_batches(model.features, test_windows.new[test_index], 64) if len(test_index) else None
         trained = model.head
     cache_seconds = time.perf_counter() - start
@@ -149,6 +162,7 @@ def distill(
     result = DistillResult(
         temperature=temperature, epochs=epochs, lr=lr, batch_size=batch_size, unfreeze_fm=bool(unfreeze_fm),
         n_pair=len(pair_windows), n_trainable=count_trainable(trained), cache_seconds=cache_seconds,
+        select_by=select_by,
     )
     optimizer = torch.optim.Adam([p for p in trained.parameters() if p.requires_grad], lr=lr)
     best_state = state_copy(trained)
@@ -170,20 +184,47 @@ def distill(
         bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}")
         if epoch % eval_every and epoch != epochs:
             continue
-        val = _score(trained, val_inputs, val_windows, val_index)
+        val, pair_loss, agreement = _score_validation(trained, val_inputs, val_teacher, val_windows, val_index,
+                                                      temperature)
         test = _score(trained, test_inputs, test_windows, test_index) if test_inputs is not None else None
-        if result.record_eval(epoch, val, test):
+        if result.record_eval(epoch, val, test, pair_loss=pair_loss, agreement_f1=agreement.f1_macro):
             best_state = state_copy(trained)
 
     trained.load_state_dict(best_state)
     freeze(model)
     result.seconds_per_epoch = train_seconds / epochs
     logger.info(
-        "Distilled (%d trainable parameters): best epoch %d, validation macro-F1 %.3f, %.3f s/epoch.",
-        result.n_trainable, result.best_epoch, result.val_metrics.get("f1_macro", float("nan")),
-        result.seconds_per_epoch,
+        "Distilled (%d trainable parameters): kept epoch %d (by %s; epochs by criterion %s), validation macro-F1 "
+        "%.3f, %.3f s/epoch.", result.n_trainable, result.best_epoch, result.select_by, result.chosen_epochs,
+        result.val_metrics.get("f1_macro", float("nan")), result.seconds_per_epoch,
     )
+    if plot_path is not None:
+        from bridges.plots import plot_training_curve
+
+        plot_training_curve(result.to_dict(), plot_path)
     return model, result
+
+
+def _score_validation(
+    trained: nn.Module,
+    inputs: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    windows: PairedWindows,
+    index: np.ndarray,
+    temperature: float,
+) -> tuple[Metrics, float, Metrics]:
+    """True-label metrics (windows ``index``), distillation loss and agreement with the teacher's pseudo-labels.
+
+    ``inputs`` are the student's inputs for every validation window, ``teacher_logits`` ``(N, K)`` the teacher's
+    on the paired old-modality windows.
+    """
+    logits = map_batches(trained, inputs, 64)
+    predicted = logits.argmax(1).numpy()
+    loss = float(distillation_loss(logits.float(), teacher_logits.float(), temperature))
+    k, names = windows.n_classes, windows.class_names
+    agreement = metrics_from_predictions(teacher_logits.argmax(1).numpy(), predicted, k, names)
+    labels = metrics_from_predictions(windows.labels[index], predicted[index], k, names)
+    return labels, loss, agreement
 
 
 def _score(trained: nn.Module, inputs: torch.Tensor, windows: PairedWindows, index: np.ndarray) -> Metrics:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from bridges.data.windows import PairedWindows
+from bridges.epoch_selection import SELECT_BY, best_index, check_select_by
 from devices.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -168,11 +169,21 @@ class FitHistory:
     eval_epochs : list of int
         Epochs at which validation and test were scored.
     val_history, test_history : list of dict
-        :class:`Metrics` dicts at each of ``eval_epochs`` (``test_history`` empty without a test split).
+        :class:`Metrics` dicts at each of ``eval_epochs`` against the true labels (``test_history`` empty without
+        a test split).
+    val_pair_loss : list of float
+        At each of ``eval_epochs``: the training loss on the validation pairs (criterion ``"loss"``).
+    val_agreement_f1 : list of float
+        At each of ``eval_epochs``: macro-F1 against the old model's pseudo-labels on the paired old-modality
+        validation windows (criterion ``"agreement"``).
+    select_by : str
+        The criterion that chose the kept epoch (:mod:`bridges.epoch_selection`).
+    chosen_epochs : dict of str to int
+        The epoch each criterion of :data:`bridges.epoch_selection.SELECT_BY` would keep.
     best_epoch : int
-        Epoch of the kept model (best validation macro-F1 against true labels).
+        Epoch of the kept model (``chosen_epochs[select_by]``).
     val_metrics, test_metrics : dict
-        Metrics of the kept model.
+        Metrics of the kept model (true labels).
     seconds_per_epoch : float
         Mean wall time of a training epoch (s), evaluation and caching excluded.
     cache_seconds : float
@@ -183,24 +194,57 @@ class FitHistory:
     eval_epochs: list[int] = field(default_factory=list)
     val_history: list[dict[str, Any]] = field(default_factory=list)
     test_history: list[dict[str, Any]] = field(default_factory=list)
+    val_pair_loss: list[float] = field(default_factory=list)
+    val_agreement_f1: list[float] = field(default_factory=list)
+    select_by: str = "labels"
+    chosen_epochs: dict[str, int] = field(default_factory=dict)
     best_epoch: int = 0
     val_metrics: dict[str, Any] = field(default_factory=dict)
     test_metrics: dict[str, Any] = field(default_factory=dict)
     seconds_per_epoch: float = 0.0
     cache_seconds: float = 0.0
 
-    def record_eval(self, epoch: int, val: Metrics, test: Metrics | None) -> bool:
-        """Record an evaluation; return True when it is the best validation macro-F1 so far (it is then kept)."""
+    def record_eval(
+        self, epoch: int, val: Metrics, test: Metrics | None, *, pair_loss: float, agreement_f1: float
+    ) -> bool:
+        """Record the criteria of a scored epoch; return True when ``select_by`` keeps it (so far).
+
+        Parameters
+        ----------
+        epoch : int
+            The 1-based epoch just scored.
+        val, test : Metrics
+            Against the true labels of the validation and test splits (test None without one).
+        pair_loss : float
+            The training loss on the validation pairs.
+        agreement_f1 : float
+            Macro-F1 against the old model's pseudo-labels on the validation pairs.
+        """
         self.eval_epochs.append(epoch)
         self.val_history.append(val.to_dict())
+        self.val_pair_loss.append(float(pair_loss))
+        self.val_agreement_f1.append(float(agreement_f1))
         if test is not None:
             self.test_history.append(test.to_dict())
-        best = not self.val_metrics or val.f1_macro > self.val_metrics["f1_macro"]
-        if best:
+        self.chosen_epochs = {
+            criterion: self.eval_epochs[best_index(self.criterion_values(criterion), criterion)]
+            for criterion in SELECT_BY
+        }
+        kept = self.chosen_epochs[self.select_by] == epoch
+        if kept:
             self.best_epoch = epoch
             self.val_metrics = self.val_history[-1]
             self.test_metrics = self.test_history[-1] if test is not None else {}
-        return best
+        return kept
+
+    def criterion_values(self, criterion: str) -> list[float]:
+        """The values of ``criterion`` (one of :data:`~bridges.epoch_selection.SELECT_BY`) at ``eval_epochs``."""
+        if criterion == "loss":
+            return list(self.val_pair_loss)
+        if criterion == "agreement":
+            return list(self.val_agreement_f1)
+        check_select_by(criterion)
+        return [h["f1_macro"] for h in self.val_history]
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""

@@ -94,31 +94,52 @@ def plot_selection(result: Any, path: str | Path, *, new_name: str = "new FM", o
 
 
 def plot_training_curve(result: Any, path: str | Path) -> Path:
-    """Training loss per epoch and validation/test macro-F1 at the evaluated epochs (best epoch marked).
+    """Training curve and the epoch-selection criteria: which epoch each would keep, and which was kept.
+
+    Left: the training loss per epoch and the same loss on the validation pairs at the scored epochs (criterion
+    ``"loss"``). Right: macro-F1 against true labels (validation: criterion ``"labels"``; test: for the record)
+    and against the old model's pseudo-labels on the validation pairs (criterion ``"agreement"``). A star marks
+    the epoch each criterion would keep; the dashed line the epoch kept (by ``select_by``).
 
     Parameters
     ----------
     result : TrainResult, DistillResult or dict
-        With ``train_loss``, ``eval_epochs``, ``val_history``, ``test_history`` and ``best_epoch``.
+        With ``train_loss``, ``eval_epochs``, ``val_history``, ``test_history`` and ``best_epoch``; also
+        ``val_pair_loss``, ``val_agreement_f1``, ``chosen_epochs`` and ``select_by`` when recorded.
     path : str or Path
         PNG to write.
     """
     r = _as_dict(result)
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
     left, right = figure.subplots(1, 2)
     loss = np.asarray(r["train_loss"])
-    left.plot(np.arange(1, len(loss) + 1), loss)
-    left.set(xlabel="epoch", ylabel=f"training loss ({r.get('loss', 'kl')})", title="Training loss")
-    epochs = r["eval_epochs"]
-    for name, history in (("validation", r["val_history"]), ("test", r["test_history"])):
-        if history:
-            right.plot(epochs, [h["f1_macro"] for h in history], marker=".", label=name)
+    epochs = list(r["eval_epochs"])
+    chosen = r.get("chosen_epochs") or {}
+    left.plot(np.arange(1, len(loss) + 1), loss, label="training pairs")
+    curves = [(left, "loss", "validation pairs", r.get("val_pair_loss") or [], "tab:purple")]
+    curves += [(right, "labels", "validation, true labels", [h["f1_macro"] for h in r["val_history"]], "tab:blue"),
+               (right, None, "test, true labels", [h["f1_macro"] for h in r["test_history"]], "tab:orange"),
+               (right, "agreement", "validation, old model's pseudo-labels", r.get("val_agreement_f1") or [],
+                "tab:green")]
+    for axis, criterion, name, values, colour in curves:
+        if not values:
+            continue
+        axis.plot(epochs, values, marker=".", color=colour, label=name)
+        if criterion in chosen:
+            k = epochs.index(chosen[criterion])
+            axis.plot([epochs[k]], [values[k]], marker="*", markersize=14, color=colour, linestyle="none",
+                      label=f"'{criterion}' keeps epoch {chosen[criterion]}")
+    left.set(xlabel="epoch", ylabel=f"loss ({r.get('loss', 'kl')})", title="Loss")
     if r.get("best_epoch"):
-        right.axvline(r["best_epoch"], color="tab:red", linestyle="--", label=f"best epoch {r['best_epoch']}")
-    right.set(xlabel="epoch", ylabel="macro-F1 (true labels)", title="Evaluation", ylim=(0, 1))
+        by = f" by '{r['select_by']}'" if r.get("select_by") else ""
+        for axis in (left, right):
+            axis.axvline(r["best_epoch"], color="tab:red", linestyle="--",
+                         label=f"kept: epoch {r['best_epoch']}{by}" if axis is right else None)
+    right.set(xlabel="epoch", ylabel="macro-F1", title="Selection criteria and test", ylim=(0, 1.02))
     for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
-    right.legend()
+        axis.legend(fontsize=7)
     return _save(figure, path)
 
 

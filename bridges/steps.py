@@ -193,6 +193,7 @@ def train_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
         rank=cfg.rank, n_prototypes=cfg.n_prototypes, init=cfg.init, loss=cfg.loss, align=cfg.align,
         epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, eval_every=cfg.eval_every, random_state=cfg.seed,
         micro_batch_size=cfg.micro_batch_size, cache_batch_size=cfg.cache_batch_size, precision=cfg.precision,
+        select_by=cfg.select_by,
     )
     splits = run.splits
     bridged, result = train_bridge(
@@ -228,7 +229,7 @@ def evaluate_step(run: TransferRun) -> dict[str, Any]:
 
 @_seeded_by("distill")
 def distill_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
-    """Train the distillation baseline on the same paired split; write ``distill.json``."""
+    """Train the distillation baseline on the same paired split; write ``distill.json`` and ``distill.png``."""
     from bridges.distill import distill
 
     cfg = run.section("distill")
@@ -238,7 +239,7 @@ def distill_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     _, result = distill(
         old, new_fm, new_preprocess, splits["pair"], splits["val"], splits["test"], temperature=cfg.temperature,
         epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, unfreeze_fm=cfg.unfreeze_fm,
-        random_state=cfg.seed, progress=progress,
+        random_state=cfg.seed, progress=progress, select_by=cfg.select_by, plot_path=run.artefact("distill.png"),
     )
     payload = {**result.to_dict(), "input_scaling": _scalings(old=old.fm, new=new_fm)}
     write_json(run.artefact("distill.json"), payload)

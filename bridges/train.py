@@ -5,12 +5,15 @@
 1. **Caching** (:mod:`bridges.train_inputs`, :class:`bridges.target_cache.TargetCache`). Both FMs are frozen, so
    the bridge inputs (new-FM layer ``i``, mean-pooled) and the alignment targets (old-FM final hidden state, or
    with ``align="bridge"`` its real layer-``j`` input) are computed once per paired window under ``no_grad``;
-   so are the bridge inputs of the validation and test windows. Each step then runs only the bridge and the old
-   FM's layers ``j..end`` (with ``align="bridge"``, the bridge alone), and gradients reach only the bridge.
+   so are the bridge inputs of the validation and test windows, and the validation pairs' alignment targets and
+   the old model's pseudo-labels on them. Each step then runs only the bridge and the old FM's layers
+   ``j..end`` (with ``align="bridge"``, the bridge alone), and gradients reach only the bridge.
 2. **Training** (:func:`bridges.train_loop.fit_bridge`): Adam epochs over shuffled batches, the alignment loss
-   (:func:`bridges.train_loop.bridge_loss`), gradient clipping, and the best-by-validation bridge kept.
-3. **Scoring** (:func:`bridges.train_loop.score_splits`, :class:`bridges.metrics.FitHistory`): the bridged
-   pipeline against the true labels of the validation and test windows every ``eval_every`` epochs.
+   (:func:`bridges.train_loop.bridge_loss`), gradient clipping, and the bridge of the epoch chosen by
+   ``select_by`` kept (:mod:`bridges.epoch_selection`).
+3. **Scoring** (:func:`bridges.train_loop.score_splits`, :class:`bridges.metrics.FitHistory`): every
+   ``eval_every`` epochs, the bridged pipeline on the validation pairs by all three selection criteria
+   (alignment loss, agreement with the old model's pseudo-labels, true labels) and on the test split.
 4. **Plotting** (:func:`bridges.plots.plot_training_curve`): the PNG training curve.
 
 Its settings are one :class:`bridges.train_options.TrainOptions`.
@@ -34,7 +37,15 @@ from bridges.fm.base import FoundationModel
 from bridges.metrics import FitHistory, count_trainable
 from bridges.models import BridgedModel, OldModel
 from bridges.target_cache import TargetCache
-from bridges.train_inputs import LabeledInputs, cache_bridge_inputs, cache_targets, init_bridge, layer_input, target_fn
+from bridges.train_inputs import (
+    LabeledInputs,
+    ValidationInputs,
+    cache_bridge_inputs,
+    cache_targets,
+    init_bridge,
+    layer_input,
+    target_fn,
+)
 from bridges.train_loop import CachedInputs, bridge_loss, fit_bridge
 from bridges.train_options import ALIGNS, LOSSES, PRECISIONS, TrainOptions
 from devices.errors import BadInputError
@@ -90,7 +101,7 @@ class TrainResult(FitHistory):
             loss=options.loss, align=options.align, epochs=options.epochs, lr=options.lr,
             batch_size=options.batch_size, d_in=config.d_in, n_tokens=config.n_tokens, d_out=config.d_out,
             n_pair=n_pair, n_trainable=count_trainable(bridged), cache_seconds=cache_seconds,
-            micro_batch_size=options.micro_batch_size, precision=options.precision,
+            micro_batch_size=options.micro_batch_size, precision=options.precision, select_by=options.select_by,
         )
 
 
@@ -123,7 +134,8 @@ def train_bridge(
     pair_windows : PairedWindows
         Paired windows; both halves used, labels not used.
     val_windows : PairedWindows
-        Labeled windows (``new`` half) for choosing the epoch.
+        Paired windows for choosing the epoch: the criteria ``"loss"`` and ``"agreement"`` read both halves and
+        every window, ``"labels"`` the ``new`` half of the windows with a known label (at least one needed).
     test_windows : PairedWindows or None
         Labeled windows (``new`` half) scored at the same epochs, for the record.
     i : int
@@ -133,9 +145,10 @@ def train_bridge(
     options : TrainOptions, optional
         The bridge's size and training schedule (default: ``TrainOptions()``).
     targets_dir : str or Path, optional
-        Keep the cached targets in an unlinked temporary file in this directory, read one batch per step,
-        instead of in RAM (:class:`bridges.target_cache.TargetCache`): training then holds only the bridge,
-        the suffix's working set and the small bridge-input cache. Same results; a little I/O per step.
+        Keep the cached targets (of the paired and of the validation windows) in unlinked temporary files in this
+        directory, read one batch per step, instead of in RAM (:class:`bridges.target_cache.TargetCache`):
+        training then holds only the bridge, the suffix's working set and the small bridge-input cache. Same
+        results; a little I/O per step.
     progress : bool
         Show a tqdm progress bar with the loss.
     plot_path : str or Path, optional
@@ -146,7 +159,7 @@ def train_bridge(
     Returns
     -------
     model : BridgedModel
-        The deployed pipeline with the best-by-validation bridge, in eval mode.
+        The deployed pipeline with the bridge of the epoch ``select_by`` keeps, in eval mode.
     result : TrainResult
     """
     options = TrainOptions(**fields) if options is None else replace(options, **fields)
@@ -168,24 +181,25 @@ def train_bridge(
     start = time.perf_counter()
     with options.autocast(device_type):
         features = cache_bridge_inputs(new_fm, new_preprocess, pair_windows.new, i=i, batch_size=pass_size).float()
-        val = LabeledInputs.cache(new_fm, new_preprocess, val_windows, val_index, i=i, batch_size=pass_size)
         test = (LabeledInputs.cache(new_fm, new_preprocess, test_windows, test_index, i=i, batch_size=pass_size)
                 if test_windows is not None else None)
     bridge = init_bridge(old_model, pair_windows, j, features.shape[1], options, generator)
     with options.autocast(device_type):
         targets = TargetCache.build(target_fn(old_model, j, options.align), pair_windows.old, pass_size, targets_dir)
+        val = ValidationInputs.cache(old_model, new_fm, new_preprocess, val_windows, val_index, i=i, j=j,
+                                     align=options.align, batch_size=pass_size, directory=targets_dir)
     cache_seconds = time.perf_counter() - start
     bridged = BridgedModel(new_preprocess, new_fm, bridge, old_fm, old_model.head, i=i, j=j)
     result = TrainResult.start(options, bridged, n_pair=len(pair_windows), cache_seconds=cache_seconds)
 
     # 2-3. Training, scoring, and the kept epoch.
-    with targets:
+    with targets, val.targets:
         fit_bridge(bridged, CachedInputs(features, targets, val, test), result, options, generator,
                    device_type=device_type, progress=progress)
     logger.info(
-        "Bridge trained (i=%d, j=%d, %d parameters): best epoch %d, validation macro-F1 %.3f, %.3f s/epoch.",
-        i, j, result.n_trainable, result.best_epoch, result.val_metrics.get("f1_macro", math.nan),
-        result.seconds_per_epoch,
+        "Bridge trained (i=%d, j=%d, %d parameters): kept epoch %d (by %s; epochs by criterion %s), validation "
+        "macro-F1 %.3f, %.3f s/epoch.", i, j, result.n_trainable, result.best_epoch, result.select_by,
+        result.chosen_epochs, result.val_metrics.get("f1_macro", math.nan), result.seconds_per_epoch,
     )
     # 4. Plotting.
     if plot_path is not None:

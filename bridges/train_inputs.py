@@ -4,14 +4,16 @@ Both FMs are frozen, so per paired window two things never change during trainin
 output mean-pooled over tokens (the bridge input, ``(N, d_in)``) and the alignment target (the old FM's final
 hidden state on the real old-modality window, ``(N, T, d)``; or, with ``align="bridge"``, the old FM's real
 layer-``j`` input tokens). Both are computed here under ``no_grad``, as are the bridge inputs of the labeled
-validation and test windows (:class:`LabeledInputs`) and the real layer-``j`` tokens that give the bridge its
-output shape and, with ``randreal_P``, its prototypes (:func:`init_bridge`).
+test windows (:class:`LabeledInputs`), everything the epoch-selection criteria read on the validation pairs
+(:class:`ValidationInputs`), and the real layer-``j`` tokens that give the bridge its output shape and, with
+``randreal_P``, its prototypes (:func:`init_bridge`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,11 +25,13 @@ from bridges.data.windows import PairedWindows
 from bridges.fm.base import FoundationModel
 from bridges.metrics import Metrics, metrics_from_predictions
 from bridges.models import BridgedModel, OldModel, mean_tokens
+from bridges.target_cache import TargetCache
 from bridges.train_options import ALIGNS, TrainOptions
 from devices._checks import check_value
 
 __all__ = [
     "LabeledInputs",
+    "ValidationInputs",
     "cache_bridge_inputs",
     "cache_targets",
     "init_bridge",
@@ -113,6 +117,69 @@ class LabeledInputs:
         proba = map_batches(bridged.proba_from_features, self.features, batch_size).float().numpy()
         w = self.windows
         return metrics_from_predictions(w.labels[self.index], proba.argmax(1), w.n_classes, w.class_names)
+
+
+@dataclass
+class ValidationInputs:
+    """The validation pairs, cached for the three epoch-selection criteria (:mod:`bridges.epoch_selection`).
+
+    Attributes
+    ----------
+    windows : PairedWindows
+        The split; both halves were run.
+    index : array of shape (n,), int
+        Windows with a known label (those the ``"labels"`` criterion scores), in order.
+    features : Tensor of shape (N, d_in)
+        Bridge inputs of every window (float32).
+    targets : TargetCache
+        Their alignment targets ``(N, T, d)``, computed from the old-modality halves as in training.
+    pseudo_labels : array of shape (N,), int64
+        The old model's predicted class on the old-modality halves.
+    """
+
+    windows: PairedWindows
+    index: np.ndarray
+    features: torch.Tensor
+    targets: TargetCache
+    pseudo_labels: np.ndarray
+
+    @classmethod
+    @torch.no_grad()
+    def cache(
+        cls,
+        old_model: OldModel,
+        new_fm: FoundationModel,
+        new_preprocess: nn.Module,
+        windows: PairedWindows,
+        index: np.ndarray,
+        *,
+        i: int,
+        j: int,
+        align: str,
+        batch_size: int,
+        directory: str | Path | None = None,
+    ) -> ValidationInputs:
+        """Run both FMs over ``windows`` once; ``index`` from :func:`bridges._batching.known_labels`.
+
+        The targets live in RAM, or with ``directory`` in a temporary file there (as the training targets).
+        """
+        features = cache_bridge_inputs(new_fm, new_preprocess, windows.new, i=i, batch_size=batch_size).float()
+        targets_of = target_fn(old_model, j, align)
+        targets, pseudo = TargetCache(directory), []
+        try:
+            for start in range(0, len(windows), batch_size):
+                x = torch.from_numpy(windows.old[start : start + batch_size])
+                if align == "last":  # the target is what the head reads: one pass gives both
+                    target = old_model.final_hidden(x)
+                    logits = old_model.logits_from_final(target)
+                else:
+                    target, logits = targets_of(x), old_model(x)
+                targets.append(target)
+                pseudo.append(logits.argmax(dim=1).cpu())
+        except BaseException:
+            targets.close()
+            raise
+        return cls(windows, index, features, targets, torch.cat(pseudo).numpy().astype(np.int64))
 
 
 def prototype_pool(

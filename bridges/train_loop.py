@@ -8,8 +8,11 @@ reference reads the last block's output before PaPaGei's final BatchNorm + ReLU,
 LaBraM.
 
 **Model selection.** Every ``eval_every`` epochs (and after the last) the bridged pipeline is scored on the
-validation split against its **true labels**, as the paper does; the bridge with the best validation macro-F1
-(earliest on ties) is kept. The test split is scored at the same epochs for the record only.
+validation pairs by three criteria (:mod:`bridges.epoch_selection`): the alignment loss (as above, on the
+held-out pairs), macro-F1 against the old model's pseudo-labels, and macro-F1 against the **true labels** (what
+the paper selects by). All three come from one pass of the bridge and the old FM's suffix; the bridge of the
+epoch that ``options.select_by`` prefers (earliest on ties) is kept. The test split is scored at the same epochs
+for the record only.
 """
 
 from __future__ import annotations
@@ -26,15 +29,16 @@ from tqdm.auto import tqdm
 
 from bridges._batching import state_copy
 from bridges.bridge import PrototypeBridge
-from bridges.metrics import FitHistory, Metrics
+from bridges.metrics import FitHistory, Metrics, metrics_from_predictions
 from bridges.models import BridgedModel
 from bridges.target_cache import TargetCache
-from bridges.train_inputs import LabeledInputs
+from bridges.train_inputs import LabeledInputs, ValidationInputs
 from bridges.train_options import LOSSES, TrainOptions
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CachedInputs", "bridge_loss", "fit_bridge", "score_splits", "train_epoch"]
+__all__ = ["CachedInputs", "EpochScores", "bridge_loss", "fit_bridge", "score_splits", "score_validation",
+           "train_epoch"]
 
 
 def bridge_loss(pred: torch.Tensor, target: torch.Tensor, loss: str = "cosine") -> torch.Tensor:
@@ -62,15 +66,15 @@ class CachedInputs:
         Bridge inputs of the paired windows.
     targets : TargetCache or Tensor of shape (N, T, d)
         Their alignment targets, indexed by a batch's window indices.
-    val : LabeledInputs
-        The validation split, which chooses the kept epoch.
+    val : ValidationInputs
+        The validation pairs, which choose the kept epoch.
     test : LabeledInputs or None
         The test split, scored at the same epochs for the record.
     """
 
     features: torch.Tensor
     targets: TargetCache | torch.Tensor
-    val: LabeledInputs
+    val: ValidationInputs
     test: LabeledInputs | None
 
 
@@ -108,15 +112,62 @@ def train_epoch(
     return total / len(order)
 
 
-def score_splits(
-    bridged: BridgedModel, inputs: CachedInputs, options: TrainOptions, device_type: str
-) -> tuple[Metrics, Metrics | None]:
-    """Validation and test metrics (test None without a test split) of ``bridged``, switched to eval mode."""
+@dataclass
+class EpochScores:
+    """The bridged pipeline's scores at one epoch (:mod:`bridges.epoch_selection`).
+
+    Attributes
+    ----------
+    val : Metrics
+        Against the true labels of the validation windows with a known label.
+    pair_loss : float
+        The alignment loss on the validation pairs (mean per window, as the training loss).
+    agreement : Metrics
+        Predictions on every validation window against the old model's pseudo-labels on its paired window.
+    test : Metrics or None
+        Against the true labels of the test split (None without one); for the record only.
+    """
+
+    val: Metrics
+    pair_loss: float
+    agreement: Metrics
+    test: Metrics | None
+
+
+@torch.no_grad()
+def score_validation(
+    bridged: BridgedModel, val: ValidationInputs, options: TrainOptions
+) -> tuple[Metrics, float, Metrics]:
+    """True-label metrics, alignment loss and pseudo-label agreement of ``bridged`` on the validation pairs.
+
+    One pass of the bridge and the old FM's suffix over the cached features in chunks of ``options.pass_size``;
+    each chunk's loss is weighted by its windows, so the result is the mean per window whatever the chunking.
+    """
+    n_windows, pass_size = len(val.features), options.pass_size
+    loss_sum, probas = 0.0, []
+    for start in range(0, n_windows, pass_size):
+        features = val.features[start : start + pass_size]
+        tokens = bridged.bridge(features)
+        final = bridged.old_fm.suffix(tokens, start=bridged.j)
+        pred = tokens if options.align == "bridge" else final
+        target = val.targets[start : start + pass_size].to(pred.device)
+        loss_sum += float(bridge_loss(pred.float(), target, options.loss)) * len(features)
+        # The same operations as BridgedModel.proba_from_features, so the labels criterion is what it always was.
+        probas.append(torch.softmax(bridged.old_head(bridged.old_fm.pool(final)), dim=-1))
+    predicted = torch.cat(probas).float().argmax(1).cpu().numpy()
+    w, k = val.windows, val.windows.n_classes
+    labels = metrics_from_predictions(w.labels[val.index], predicted[val.index], k, w.class_names)
+    agreement = metrics_from_predictions(val.pseudo_labels, predicted, k, w.class_names)
+    return labels, loss_sum / n_windows, agreement
+
+
+def score_splits(bridged: BridgedModel, inputs: CachedInputs, options: TrainOptions, device_type: str) -> EpochScores:
+    """Every criterion on the validation pairs, and the test metrics, of ``bridged``, switched to eval mode."""
     bridged.eval()
     with options.autocast(device_type):
-        val = inputs.val.score(bridged, options.pass_size)
+        val, pair_loss, agreement = score_validation(bridged, inputs.val, options)
         test = inputs.test.score(bridged, options.pass_size) if inputs.test is not None else None
-    return val, test
+    return EpochScores(val, pair_loss, agreement, test)
 
 
 def fit_bridge(
@@ -129,10 +180,11 @@ def fit_bridge(
     device_type: str,
     progress: bool = True,
 ) -> None:
-    """Train ``bridged.bridge`` for ``options.epochs`` epochs and leave it at its best-by-validation state.
+    """Train ``bridged.bridge`` for ``options.epochs`` epochs and leave it at the epoch ``options.select_by`` keeps.
 
-    Fills ``history``: the loss of every epoch, the metrics at each scored epoch, the best epoch and its
-    metrics, and ``seconds_per_epoch`` (training only). ``bridged`` is left in eval mode.
+    Fills ``history``: the loss of every epoch, every criterion and the metrics at each scored epoch, the epoch
+    each criterion chooses, the kept epoch and its metrics, and ``seconds_per_epoch`` (training only).
+    ``bridged`` is left in eval mode.
     """
     bridge = bridged.bridge
     optimizer = torch.optim.Adam(bridge.parameters(), lr=options.lr)
@@ -149,11 +201,14 @@ def fit_bridge(
         bar.set_postfix(loss=f"{loss:.4f}")
         if not options.evaluates_at(epoch):
             continue
-        val, test = score_splits(bridged, inputs, options, device_type)
-        if history.record_eval(epoch, val, test):
+        scores = score_splits(bridged, inputs, options, device_type)
+        if history.record_eval(epoch, scores.val, scores.test, pair_loss=scores.pair_loss,
+                               agreement_f1=scores.agreement.f1_macro):
             best_state = state_copy(bridge)
-        bar.set_postfix(loss=f"{loss:.4f}", val_f1=f"{val.f1_macro:.3f}")
-        logger.debug("Epoch %d: loss %.5f, validation macro-F1 %.4f.", epoch, loss, val.f1_macro)
+        bar.set_postfix(loss=f"{loss:.4f}", val_loss=f"{scores.pair_loss:.4f}",
+                        agree_f1=f"{scores.agreement.f1_macro:.3f}", val_f1=f"{scores.val.f1_macro:.3f}")
+        logger.debug("Epoch %d: loss %.5f; validation pairs: loss %.5f, pseudo-label macro-F1 %.4f, macro-F1 %.4f.",
+                     epoch, loss, scores.pair_loss, scores.agreement.f1_macro, scores.val.f1_macro)
     bridge.load_state_dict(best_state)
     bridged.eval()
     history.seconds_per_epoch = train_seconds / options.epochs

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from bridges.bridge import PROTOTYPE_INITS
+from bridges.epoch_selection import DEFAULT_SELECT_BY, check_select_by
 from devices._checks import check_value, ensure_int, ensure_positive
 
 __all__ = ["ALIGNS", "LOSSES", "PRECISIONS", "TrainOptions"]
@@ -33,6 +34,10 @@ class TrainOptions:
         Adam training schedule.
     eval_every : int
         Score validation/test every this many epochs (and after the last).
+    select_by : {"loss", "agreement", "labels"}
+        Which validation criterion keeps the epoch (:mod:`bridges.epoch_selection`): the alignment loss on the
+        validation pairs, agreement with the old model's pseudo-labels on them, or macro-F1 against true labels.
+        All three are recorded either way. Default :data:`~bridges.epoch_selection.DEFAULT_SELECT_BY`.
     random_state : int
         Seed of the bridge initialisation, prototype draw and shuffling.
     max_grad_norm : float or None
@@ -63,6 +68,7 @@ class TrainOptions:
     lr: float = 1e-4
     batch_size: int = 16
     eval_every: int = 1
+    select_by: str = DEFAULT_SELECT_BY
     random_state: int = 0
     max_grad_norm: float | None = 1.0
     micro_batch_size: int | None = None
@@ -74,6 +80,7 @@ class TrainOptions:
         check_value(self.align, ALIGNS, "align")
         check_value(self.precision, PRECISIONS, "precision")
         check_value(self.init, PROTOTYPE_INITS, "init")
+        check_select_by(self.select_by)
         checked = {name: ensure_int(getattr(self, name), name, minimum=1)
                    for name in ("epochs", "batch_size", "eval_every", "rank", "n_prototypes")}
         checked["lr"] = ensure_positive(self.lr, "lr")

@@ -23,6 +23,7 @@ from bridges.bridge import PROTOTYPE_INITS, BridgeConfig, PrototypeBridge
 from bridges.config import ConfigError, load_sections
 from bridges.data import PairedWindows, simulated_paired, split_subjects
 from bridges.data.datasets import SOURCES, check_data_keys, explicit_split
+from bridges.epoch_selection import DEFAULT_SELECT_BY, check_select_by
 from bridges.fm.base import FoundationModel
 from bridges.fm.checkpoints import check_state_keys, state_sha256
 from bridges.fm.registry import FMSpec, build_fm, checkpoint_sha256
@@ -160,6 +161,8 @@ class TrainSection:
     lr: float = 1e-4
     batch_size: int = 16
     eval_every: int = 1
+    #: Which validation criterion keeps the epoch: "loss", "agreement" or "labels" (bridges.epoch_selection).
+    select_by: str = DEFAULT_SELECT_BY
     seed: int = 0
     #: Keep the cached alignment targets in a temporary file in the output folder, read per batch, not in RAM.
     targets_on_disk: bool = False
@@ -179,6 +182,7 @@ class TrainSection:
         check_value(self.loss, LOSSES, "loss")
         check_value(self.align, ALIGNS, "align")
         check_value(self.precision, PRECISIONS, "precision")
+        check_select_by(self.select_by)
 
 
 @dataclass(frozen=True)
@@ -190,11 +194,14 @@ class DistillSection:
     lr: float = 1e-4
     batch_size: int = 16
     unfreeze_fm: bool = True
+    #: Which validation criterion keeps the epoch: "loss", "agreement" or "labels" (bridges.epoch_selection).
+    select_by: str = DEFAULT_SELECT_BY
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check_positive(self, "temperature", "lr")
         _check_counts(self, 1, "epochs", "batch_size")
+        check_select_by(self.select_by)
 
 
 @dataclass(frozen=True)
