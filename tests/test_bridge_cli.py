@@ -45,9 +45,11 @@ n_folds = 3
 epochs = 2
 rank = 4
 n_prototypes = 16
+select_by = "agreement"
 
 [distill]
 epochs = 1
+select_by = "loss"
 
 [export]
 path = "tiny.bxb"
@@ -75,11 +77,15 @@ def test_every_step_writes_its_artefacts_and_a_valid_bundle(tmp_path):
     invoke("bridge", "export", "--config", str(config))
     run = tmp_path / "run"
     for name in ("head.json", "select.json", "select.png", "train.json", "train.png", "evaluate.json",
-                 "confusion.png", "distill.json", "old_model.safetensors", "bridge.safetensors"):
+                 "confusion.png", "distill.json", "distill.png", "old_model.safetensors", "bridge.safetensors"):
         assert (run / name).stat().st_size > 0, name
     selection = json.loads((run / "select.json").read_text())
     trained = json.loads((run / "train.json").read_text())
     assert (trained["i"], trained["j"]) == (selection["i"], selection["j"])
+    distilled = json.loads((run / "distill.json").read_text())
+    for result, select_by in ((trained, "agreement"), (distilled, "loss")):  # every criterion at every epoch
+        assert result["select_by"] == select_by and result["best_epoch"] == result["chosen_epochs"][select_by]
+        assert len(result["val_pair_loss"]) == len(result["val_agreement_f1"]) == len(result["eval_epochs"])
     bundle = read_bundle(tmp_path / "tiny.bxb")
     assert bundle.manifest.provenance.layer_i == trained["i"]
     assert bundle.manifest.provenance.trainable_parameters == trained["n_trainable"]
