@@ -14,6 +14,12 @@ subjects' new-modality windows. Then, on one direction (``--grid-direction``), e
 the same budget (``--grid-seeds`` seeds each) and
 the selected pair is ranked in that grid.
 
+With ``--selection-seeds N`` each direction's bridge and distillation are also trained with seeds ``seed + 1 ..
+seed + N - 1`` (seed ``seed`` is the run above; the FMs, the head, (i, j), r and P stay those of seed ``seed``),
+and a "Model selection without labels" section compares, per run, the test macro-F1 of the epoch each selection
+criterion keeps (``bridges.epoch_selection``: ``loss``, ``agreement``, ``labels``) with the best epoch in
+hindsight (``bench/_label_free_selection.py``). ``--select-by`` sets the criterion that keeps the reported epoch.
+
 Run ``python bench/transfer_experiments.py`` (about 15 min on 2 cores) or ``--quick`` (1-2 min smoke run);
 results go to ``bench/TRANSFER.md``, ``bench/transfer_results.json`` and ``bench/figures/``. With ``--section NAME``
 the report replaces (or adds) the block marked ``NAME`` in ``--out`` instead of the whole file, so a run of some
@@ -42,6 +48,7 @@ from torch import nn
 from bridges._batching import train_only_used
 from bridges.data import PairedWindows, simulated_paired, split_subjects
 from bridges.distill import distill
+from bridges.epoch_selection import DEFAULT_SELECT_BY, SELECT_BY
 from bridges.fm.base import FoundationModel
 from bridges.fm.hubert_ecg import HubertECG
 from bridges.fm.labram import Labram, LabramConfig
@@ -56,6 +63,9 @@ from bridges.preprocess import preprocess_for
 from bridges.pretrain import pretrain_contrastive
 from bridges.select import select_positions
 from bridges.train import train_bridge
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when this file is imported by path
+from _label_free_selection import CHOICES, plot_regret, report_lines, selection_record, summarise  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 T0 = time.perf_counter()
@@ -123,6 +133,8 @@ class Settings:
     grid: bool
     directions: list[str]
     section: str | None
+    select_by: str = DEFAULT_SELECT_BY
+    selection_seeds: int = 0
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
@@ -164,6 +176,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
     p.add_argument("--grid-seeds", type=int, default=1, help="cells trained with this many seeds; scores averaged")
     p.add_argument("--grid-direction", default="ECG→PPG", help="direction whose (i, j) grid is trained")
     p.add_argument("--no-grid", action="store_true")
+    p.add_argument("--select-by", default=DEFAULT_SELECT_BY, choices=SELECT_BY,
+                   help="validation criterion that keeps the bridge's and distillation's epoch")
+    p.add_argument("--selection-seeds", type=int, default=0,
+                   help="train bridge and distillation with this many seeds (the main run's is the first) and "
+                        "compare the epoch each selection criterion keeps (0: skip)")
     p.add_argument("--directions", default=",".join(DEFAULT_DIRECTIONS),
                    help="comma-separated subset, e.g. 'ECG→PPG,EEG→ECG' (ASCII 'ECG->PPG' works too)")
     p.add_argument("--threads", type=int, default=2)
@@ -191,8 +208,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namesp
         distill_lr=a.distill_lr, batch_size=a.batch_size, rank=a.rank, prototypes=a.prototypes, init=a.init,
         loss=a.loss, param_budget=a.param_budget, grid_epochs=a.grid_epochs, grid_seeds=a.grid_seeds,
         grid_direction=grid_direction, grid=not a.no_grid,
-        directions=directions, section=a.section,
+        directions=directions, section=a.section, select_by=a.select_by, selection_seeds=a.selection_seeds,
     )
+    if s.selection_seeds < 0:
+        p.error(f"--selection-seeds must be >= 0, got {s.selection_seeds}")
     if a.quick:
         s.n_subjects, s.duration_stress_s, s.duration_sleep_s, s.duration_gait_s = 8, 600.0, 600.0, 120.0
         s.pretrain_epochs, s.pretrain_max_windows, s.head_epochs, s.epochs, s.grid_epochs = 1, 64, 20, 3, 1
@@ -346,20 +365,17 @@ def run_direction(name: str, scenario: str, data: PairedWindows, split: dict[str
     d_in = new_fm.layer_shapes()[sel.i][1]
     rank, prototypes = fit_bridge_size(d_in, tokens, d_out, s.rank, s.prototypes, int(s.param_budget * n_distill))
     stage(f"  train bridge r={rank} P={prototypes} ({tokens}×{d_out} tokens), {s.epochs} epochs, lr {s.bridge_lr:g}")
-    bridged, tr = train_bridge(old_model, new_fm, new_pre, parts["pair"], parts["val"], parts["test"], i=sel.i,
-                               j=sel.j, rank=rank, n_prototypes=prototypes, init=s.init, loss=s.loss, epochs=s.epochs,
-                               lr=s.bridge_lr, batch_size=s.batch_size, random_state=s.seed, progress=False,
-                               plot_path=figures / f"transfer_{tag}_bridge_curve.png")
+    models = (old_model, new_fm, new_pre, parts, rank, prototypes)
+    bridged, tr = train_bridge_of(models, sel.i, sel.j, s, s.seed, figures / f"transfer_{tag}_bridge_curve.png")
     bridge_test = evaluate(bridged, parts["test"])
     plot_confusion(bridge_test, figures / f"transfer_{tag}_bridge_confusion.png", title=f"BioX-Bridge {name} (test)")
     stage(f"  bridge: test macro-F1 {bridge_test.f1_macro:.3f} ({tr.n_trainable:,} params, "
-          f"{tr.seconds_per_epoch:.2f} s/epoch, best epoch {tr.best_epoch})")
+          f"{tr.seconds_per_epoch:.2f} s/epoch, kept epoch {tr.best_epoch} by {tr.select_by}; {tr.chosen_epochs})")
     stage(f"  distill ({new_fm.name} unfrozen + linear head), {s.epochs} epochs, lr {s.distill_lr:g}")
-    student, dr = distill(old_model, new_fm, new_pre, parts["pair"], parts["val"], parts["test"], epochs=s.epochs,
-                          lr=s.distill_lr, batch_size=s.batch_size, random_state=s.seed)
+    student, dr = distill_of(models, s, s.seed, figures / f"transfer_{tag}_distill_curve.png")
     distill_test = evaluate(student, parts["test"])
     stage(f"  distill: test macro-F1 {distill_test.f1_macro:.3f} ({dr.n_trainable:,} params, "
-          f"{dr.seconds_per_epoch:.2f} s/epoch, best epoch {dr.best_epoch})")
+          f"{dr.seconds_per_epoch:.2f} s/epoch, kept epoch {dr.best_epoch} by {dr.select_by}; {dr.chosen_epochs})")
     return {
         "direction": name, "scenario": scenario, "classes": list(w.class_names), "split_windows": sizes,
         "split_subjects": split, "old_fm": old_fm.name, "new_fm": new_fm.name,
@@ -369,8 +385,46 @@ def run_direction(name: str, scenario: str, data: PairedWindows, split: dict[str
         "bridge": tr.to_dict(), "bridge_test": bridge_test.to_dict(), "distill": dr.to_dict(),
         "distill_test": distill_test.to_dict(), "distill_params_predicted": n_distill,
         "chance_f1_macro": chance_f1(parts["test"].labels, w.n_classes, s.seed),
-        "_models": (old_model, new_fm, new_pre, parts, rank, prototypes),
+        "_models": models,
     }
+
+
+def train_bridge_of(models: tuple, i: int, j: int, s: Settings, seed: int, plot_path: Path | None = None):
+    """The direction's bridge at (i, j), trained with ``random_state=seed`` (initialisation and data order)."""
+    old_model, new_fm, new_pre, parts, rank, prototypes = models
+    return train_bridge(old_model, new_fm, new_pre, parts["pair"], parts["val"], parts["test"], i=i, j=j, rank=rank,
+                        n_prototypes=prototypes, init=s.init, loss=s.loss, epochs=s.epochs, lr=s.bridge_lr,
+                        batch_size=s.batch_size, random_state=seed, select_by=s.select_by, progress=False,
+                        plot_path=plot_path)
+
+
+def distill_of(models: tuple, s: Settings, seed: int, plot_path: Path | None = None):
+    """The direction's distillation baseline, trained with ``random_state=seed`` (head and data order)."""
+    old_model, new_fm, new_pre, parts, _, _ = models
+    return distill(old_model, new_fm, new_pre, parts["pair"], parts["val"], parts["test"], epochs=s.epochs,
+                   lr=s.distill_lr, batch_size=s.batch_size, random_state=seed, select_by=s.select_by,
+                   plot_path=plot_path)
+
+
+def run_selection(results: list[dict[str, Any]], s: Settings, figures: Path) -> dict[str, Any]:
+    """Seeds ``s.seed .. s.seed + n - 1`` of every direction's bridge and distillation; which epoch each criterion
+    keeps (seed ``s.seed`` is the main run, not trained again)."""
+    records = []
+    for r in results:
+        records += [selection_record(r["direction"], "bridge", s.seed, r["bridge"]),
+                    selection_record(r["direction"], "distill", s.seed, r["distill"])]
+        for seed in range(s.seed + 1, s.seed + s.selection_seeds):
+            stage(f"selection {r['direction']}, seed {seed}: bridge and distillation, {s.epochs} epochs each")
+            _, tr = train_bridge_of(r["_models"], r["selection"]["i"], r["selection"]["j"], s, seed)
+            _, dr = distill_of(r["_models"], s, seed)
+            records += [selection_record(r["direction"], "bridge", seed, tr.to_dict()),
+                        selection_record(r["direction"], "distill", seed, dr.to_dict())]
+            for rec in records[-2:]:
+                stage(f"  {rec['method']}: test macro-F1 by " + ", ".join(
+                    f"{c} {rec['test_f1_chosen'][c]:.3f} (epoch {rec['chosen_epochs'][c]})" for c in CHOICES))
+    selection = {"seeds": s.selection_seeds, "runs": records, "summary": summarise(records)}
+    plot_regret(selection, figures / f"transfer_selection{'_' + s.section if s.section else ''}.png")
+    return selection
 
 
 DIRECTION_OLD = {d[0]: d[2] for d in DIRECTIONS}
@@ -506,8 +560,13 @@ def write_report(path: Path, text: str, section: str | None) -> None:
     path.write_text(new)
 
 
+SELECT_BY_TEXT = {"labels": "validation macro-F1 on true labels, as the paper",
+                  "loss": "the training loss on the validation pairs, no labels",
+                  "agreement": "macro-F1 against the old model's pseudo-labels on the validation pairs, no labels"}
+
+
 def report(results: list[dict[str, Any]], grid: dict[str, Any] | None, pretrain: dict[str, Any], s: Settings,
-           argv: list[str], wall_s: float) -> str:
+           argv: list[str], wall_s: float, selection: dict[str, Any] | None = None) -> str:
     lines = [
         "# Transfer experiments (issue 3 acceptance): BioX-Bridge vs distillation on simulated paired data"
         if s.section is None else f"# Transfer experiments, {', '.join(s.directions)}: BioX-Bridge vs distillation",
@@ -534,7 +593,8 @@ def report(results: list[dict[str, Any]], grid: dict[str, Any] | None, pretrain:
         f"{s.param_budget:.0%} of distillation's trainable parameters.",
         f"- Distillation: new FM (all parameters on the feature path, unfrozen) + linear head on the old model's soft "
         f"predictions (T = 2), same pair set, batch and epochs ({s.epochs}), Adam lr {s.distill_lr:g}.",
-        "- Both: epoch kept by validation macro-F1 (true labels, as the paper); metrics below are on the test "
+        f"- Both: epoch kept by `select_by = \"{s.select_by}\"` ({SELECT_BY_TEXT[s.select_by]}); metrics below "
+        "are on the test "
         "subjects' new-modality windows, through the whole deployed pipeline (`bridges.metrics.evaluate`). "
         "Normalisation per window (z-score inside the model), as at run time.", "",
         "## Results (test split)", "",
@@ -590,6 +650,8 @@ def report(results: list[dict[str, Any]], grid: dict[str, Any] | None, pretrain:
                 cells.append(f"**{text}**" if (i, j) == (grid["i"], grid["j"]) else text)
             lines.append(f"| {i} | " + " | ".join(cells) + " |")
         lines.append("")
+    if selection is not None:
+        lines += report_lines(selection, epochs=s.epochs, main_seed=s.seed)
     lines += ["## Pretraining", "", "| FM | windows | NT-Xent first → last epoch | seconds |", "|---|---|---|---|"]
     for name, r in pretrain.items():
         lines.append(f"| {name} ({r['fm']}) | {r['n_windows']} | {r['loss'][0]:.3f} → {r['loss'][-1]:.3f} | "
@@ -602,9 +664,11 @@ def report(results: list[dict[str, Any]], grid: dict[str, Any] | None, pretrain:
         lines.append(f"| {r['direction']} | {r['head']['val_metrics']['f1_macro']:.3f} | "
                      f"{', '.join(f'{v:.2f}' for v in sel['f1_per_layer'])} | "
                      f"{', '.join(f'{v:.2f}' for v in sel['cka_per_layer'])} |")
-    lines += ["", "Figures: `figures/transfer_<direction>_{selection,bridge_curve,bridge_confusion}.png`, "
-              f"`figures/transfer_pretraining{'_' + s.section if s.section else ''}.png`"
-              + (", `figures/transfer_grid.png`." if grid is not None else "."), ""]
+    suffix = "_" + s.section if s.section else ""
+    lines += ["", "Figures: `figures/transfer_<direction>_{selection,bridge_curve,bridge_confusion,distill_curve}.png`"
+              f", `figures/transfer_pretraining{suffix}.png`"
+              + (", `figures/transfer_grid.png`" if grid is not None else "")
+              + (f", `figures/transfer_selection{suffix}.png`" if selection is not None else "") + ".", ""]
     return "\n".join(lines)
 
 
@@ -625,13 +689,15 @@ def main(argv: list[str] | None = None) -> int:
     target = next((r for r in results if r["direction"] == s.grid_direction), None)
     if s.grid and target is not None:
         grid = run_grid(target, s, a.figures)
+    selection = run_selection(results, s, a.figures) if s.selection_seeds else None
     wall = time.perf_counter() - T0
     for r in results:
         r.pop("_models")
-    text = report(results, grid, pretrain, s, argv, wall)
+    text = report(results, grid, pretrain, s, argv, wall, selection)
     write_report(a.out, text, s.section)
     a.json.write_text(json.dumps({"settings": s.__dict__, "argv": argv, "wall_s": wall, "pretraining": pretrain,
-                                  "directions": results, "grid": grid}, indent=1, default=str))
+                                  "directions": results, "grid": grid, "selection": selection}, indent=1,
+                                 default=str))
     stage(f"done in {wall / 60:.1f} min: {a.out}, {a.json}")
     print(text[text.index("## Results"):text.index("## Pretraining")], flush=True)
     return 0
