@@ -137,7 +137,8 @@ class RickerCWT(nn.Module):
     Runs in the input's floating dtype (float64 agrees with direct convolution to ~1e-15, float32 to ~1e-6 of
     each row's peak). The kernels' spectra are cached per (length, dtype, device); the module has no state.
     While exporting to ONNX (which has no real-FFT operator the exporters map ``torch.fft`` to) the same kernels
-    run as one ``conv1d`` over all widths instead: the same numbers, more multiplications.
+    run as one ``conv1d`` over all widths instead: the same numbers, more multiplications. That path builds its
+    weight on each call and keeps nothing: an attribute set during export would have to be a registered buffer.
 
     Parameters
     ----------
@@ -149,7 +150,6 @@ class RickerCWT(nn.Module):
         super().__init__()
         self.widths = tuple(float(w) for w in widths)
         self._spectra: dict[tuple[int, torch.dtype, torch.device], tuple[torch.Tensor, int]] = {}
-        self._taps: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
     @property
     def n_widths(self) -> int:
@@ -168,11 +168,8 @@ class RickerCWT(nn.Module):
 
     def conv_weight(self, n_samples: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """:func:`ricker_kernel_taps` as a ``conv1d`` weight ``(n_widths, 1, 2 R + 1)`` (taps reversed)."""
-        key = (n_samples, dtype, device)
-        if key not in self._taps:
-            taps = ricker_kernel_taps(n_samples, self.widths)[:, ::-1].copy()
-            self._taps[key] = torch.from_numpy(taps).to(device=device, dtype=dtype).unsqueeze(1)
-        return self._taps[key]
+        taps = ricker_kernel_taps(n_samples, self.widths)[:, ::-1].copy()
+        return torch.from_numpy(taps).to(device=device, dtype=dtype).unsqueeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., L)`` real signal → ``(..., n_widths, L)`` coefficients (same dtype; float16/bfloat16 → float32)."""
