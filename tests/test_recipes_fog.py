@@ -139,7 +139,7 @@ def _monitor_gait_session(bundle_path: Path, stream_type: str, suffix: str) -> l
     live = LiveSimulation("gait", ["eeg", "emg"], seed=5, devices={"eeg": "fog_rig"}, name_suffix=suffix)
     with live, MonitorSession() as session:
         subscription = session.subscribe()
-        session.add_stream(f"name=Sim {stream_type}{suffix}", bundle=bundle_path, hop_s=1.0)
+        session.add_stream(f"name=Sim {stream_type}{suffix}", bundle=bundle_path, hop_s=1.0, timeout_s=30.0)
         live.run(duration_s=12.0)
         time.sleep(1.0)
         items = subscription.get_all()
