@@ -42,7 +42,7 @@ def build_demo(out_dir: Path, bundle_path: Path, *, progress: bool = True) -> di
     """Run the whole recipe; return a summary (also written to ``out_dir/demo.json``)."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = TransferRun(CONFIG, {"output": {"dir": str(out_dir.resolve())}})
+    run = TransferRun(CONFIG, {"output": {"dir": str(out_dir.resolve())}}, progress=progress)
     timings = {}
 
     def stage(name: str, fn, *args, **kwargs):
