@@ -110,6 +110,8 @@ def bundle_members(path: Path) -> dict[str, object]:
 
 
 # ------------------------------------------------------------------------------- acceptance: the recipe, twice
+# Training end to end keeps both cores busy: these runs share one worker, so the real-time tests keep the other.
+@pytest.mark.xdist_group("cpu_heavy")
 @pytest.mark.slow
 def test_the_wesad_pretrain_recipe_runs_from_the_command_line_and_reruns_identically(tmp_path):
     root = tmp_path / "WESAD"

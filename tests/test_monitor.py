@@ -83,7 +83,7 @@ def test_simulated_session_monitored_recorded_and_published(tmp_path, unique_id)
     assert summary["windows"] == len(predictions) and summary["predictions"] == len(ok)
     assert summary["provider"] == "CPUExecutionProvider" and summary["restarts"] == 0
     # A sanity bound (the suite's parallel workers share 2 cores); latency is measured by bench/streaming.py.
-    assert 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"] < 3000
+    assert 0 < summary["latency_p50_ms"] <= summary["latency_p99_ms"] < 6000
     stages = ok[-1].latency.breakdown_ms()
     assert set(stages) == {"transport", "windowing", "inference", "publish"} and all(v >= -1 for v in stages.values())
 

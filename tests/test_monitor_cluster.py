@@ -46,7 +46,7 @@ def _stop(process):
             continue
 
 
-def _wait_for_nodes(address, env, n, timeout_s=60.0):
+def _wait_for_nodes(address, env, n, timeout_s=120.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         done = subprocess.run([RAY, "status", "--address", address], env=env, capture_output=True, text=True)

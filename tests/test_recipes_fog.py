@@ -67,6 +67,8 @@ def test_recipe_has_the_papers_settings(tmp_path, name):
     assert BridgeConfig(d_in, tokens, d_out, rank, prototypes).n_parameters == n_parameters
 
 
+# Training end to end keeps both cores busy: these runs share one worker, so the real-time tests keep the other.
+@pytest.mark.xdist_group("cpu_heavy")
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_runtime")
 @pytest.mark.parametrize("name", sorted(PAPER))

@@ -153,6 +153,8 @@ def _small_checkpoint(run: TransferRun, side: str, depth: int, path: Path) -> di
 EXPORTED = {"isruc_ecg_to_eeg.toml", "isruc_eeg_to_ecg.toml"}
 
 
+# Training end to end keeps both cores busy: these runs share one worker, so the real-time tests keep the other.
+@pytest.mark.xdist_group("cpu_heavy")
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_recipe_runs_end_to_end_on_tiny_data_in_the_published_layout(request, tmp_path, name):

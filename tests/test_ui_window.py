@@ -150,11 +150,19 @@ def test_connect_predict_unplug_recover_record_and_a_corrupt_bundle(qtbot, tmp_p
 
         # Record and stop: the XDF holds the PPG and its predictions.
         path = tmp_path / "session.xdf"
+        statuses: list[dict | None] = []
+        window.controller.recording.connect(statuses.append)
         window.start_recording(path)
         qtbot.waitUntil(lambda: "REC" in window.record_label.text() and "MB" in window.record_label.text(),
                         timeout=20_000)
         n_recording = window.timeline.n_windows(name)
         qtbot.waitUntil(lambda: window.timeline.n_windows(name) >= n_recording + 2, timeout=60_000)
+
+        def predictions_written() -> bool:  # the recorder's inlet opens on its own time; on a loaded machine, late
+            counts = (statuses[-1] or {}).get("counts", {}) if statuses else {}
+            return any(n.startswith(name) and "predictions" in n and c >= 1 for n, c in counts.items())
+
+        qtbot.waitUntil(predictions_written, timeout=60_000)
         window.stop_recording()
         qtbot.waitUntil(lambda: "recording saved" in _events_text(window), timeout=30_000)
         assert not window.record_action.isChecked() and window.record_label.text() == ""
