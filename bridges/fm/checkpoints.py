@@ -165,9 +165,7 @@ def load_torch_checkpoint(
     UnsafeCheckpointError
         The pickle refers to a global outside the allowlist and ``trust_pickle`` is False.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint '{path}' does not exist or is not a file.")
+    path = _existing_file(path)
     if trust_pickle:
         logger.warning("Loading '%s' with full unpickling (trust_pickle=True): it may run code.", path)
         try:
@@ -241,6 +239,14 @@ def load_torch_state(
     raise CheckpointError(f"Checkpoint '{path}' holds a {type(obj).__name__}, not a state dict.")
 
 
+def _existing_file(path: str | Path) -> Path:
+    """``path`` (``~`` expanded) if it is a file; else CheckpointError naming it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint '{path}' does not exist or is not a file.")
+    return path
+
+
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Load every tensor of a ``.safetensors`` file onto the CPU (no pickle involved).
 
@@ -252,9 +258,7 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint '{path}' does not exist or is not a file.")
+    path = _existing_file(path)
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
@@ -272,9 +276,7 @@ def safetensors_metadata(path: str | Path) -> dict[str, str]:
     """
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint '{path}' does not exist or is not a file.")
+    path = _existing_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return dict(f.metadata() or {})
@@ -351,9 +353,7 @@ def file_sha256(path: str | Path, *, chunk_bytes: int = 1 << 20) -> str:
     CheckpointError
         The file does not exist.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint '{path}' does not exist or is not a file.")
+    path = _existing_file(path)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(chunk_bytes):
