@@ -129,8 +129,6 @@ def test_recipe_runs_end_to_end_on_tiny_gait_data(tmp_path, name, unique_id):
     info = CliRunner().invoke(cli, ["info", str(bundle_path)])
     assert info.exit_code == 0, info.output
     assert "freezing_of_gait" in info.output and f"{spec.sfreq_hz:g} Hz" in info.output
-    if new_fm != "normwear":
-        return  # the EEG bundle (NormWear's last blocks on 1,680 tokens) does not start in the monitor yet: issue 10
     predictions = _monitor_gait_session(bundle_path, MODALITY[new_fm].upper(), f"-{unique_id}")
     assert len(predictions) >= 4, predictions
     assert all(p.ok and p.label_name in ("walking", "freezing") for p in predictions), predictions

@@ -34,9 +34,10 @@ from devices.errors import BadInputError, StreamMismatchError
 logger = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 5.0
-#: Extra time the first call to a new actor may take: Ray starts a worker process that imports torch and
-#: onnxruntime, which takes well over ten seconds on a loaded two-core machine.
-ACTOR_START_S = 30.0
+#: Extra time the first call to a new actor may take: Ray starts a worker process that imports the runtime and
+#: onnxruntime, which took over 30 s on a two-core machine busy training models. Ray reports an actor that fails
+#: to start at once, so this bound only ever waits on one that is slow to start.
+ACTOR_START_S = 120.0
 #: How long the recorder waits for a stream's inlet to open (resolution is slow when many outlets are up).
 RECORD_CONNECT_S = 15.0
 
