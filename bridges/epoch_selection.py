@@ -28,8 +28,9 @@ __all__ = ["DEFAULT_SELECT_BY", "SELECT_BY", "best_index", "check_select_by"]
 #: The accepted ``select_by`` values.
 SELECT_BY = ("loss", "agreement", "labels")
 
-#: The criterion a run selects by unless told otherwise. Set from the experiment in ``bench/TRANSFER.md``
-#: ("Model selection without labels"); "labels" until that experiment has been run at full size.
+#: The criterion a run selects by unless told otherwise, set from the experiment in ``bench/TRANSFER.md``
+#: ("Model selection without labels"): "labels" was best on average over 24 runs, "agreement" 0.001 behind it (the
+#: choice without labels), "loss" 0.026 behind.
 DEFAULT_SELECT_BY = "labels"
 
 #: Whether a larger value of the criterion is better.
