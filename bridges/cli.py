@@ -1,6 +1,6 @@
 """``biostream bridge ...``: the method's steps on the command line (bodies parse flags and call :mod:`bridges.steps`).
 
-Every step reads one TOML config (``--config``; sections of :data:`bridges.workflow.SCHEMA`), flags override it,
+Every step reads one TOML config (``--config``; sections of :data:`bridges.run_config.SCHEMA`), flags override it,
 and artefacts go to ``[output] dir`` (``--out``). Paths in the file are relative to its folder, paths given as
 flags to the working directory. ``--quiet`` shows nothing but errors (no progress bars, warnings or result
 lines). torch is imported inside the commands, not at start-up.

@@ -85,7 +85,7 @@ def build_section(cls: type[T], values: dict[str, Any], *, where: str) -> T:
         Where the values come from, for messages (e.g. ``"run.toml [train]"``).
     """
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # init=False: derived, not a key
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {names}")

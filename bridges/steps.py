@@ -175,7 +175,7 @@ def select_step(run: TransferRun) -> dict[str, Any]:
 @_seeded_by("train")
 def train_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
     """Train the bridge at (i, j) (from ``[train]`` or ``select.json``); write the bridge and its curve."""
-    from bridges.train import TrainOptions, train_bridge
+    from bridges.train import train_bridge
 
     cfg = run.section("train")
     i, j = cfg.i, cfg.j
@@ -189,15 +189,9 @@ def train_step(run: TransferRun, *, progress: bool = True) -> dict[str, Any]:
         if not 0 <= index < fm.n_layers:
             raise ConfigError(f"[train] {name} = {index} is not a layer of {fm.name}: it has layers "
                               f"0..{fm.n_layers - 1}")
-    options = TrainOptions(
-        rank=cfg.rank, n_prototypes=cfg.n_prototypes, init=cfg.init, loss=cfg.loss, align=cfg.align,
-        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, eval_every=cfg.eval_every, random_state=cfg.seed,
-        micro_batch_size=cfg.micro_batch_size, cache_batch_size=cfg.cache_batch_size, precision=cfg.precision,
-        select_by=cfg.select_by,
-    )
     splits = run.splits
     bridged, result = train_bridge(
-        old, new_fm, new_preprocess, splits["pair"], splits["val"], splits["test"], i=i, j=j, options=options,
+        old, new_fm, new_preprocess, splits["pair"], splits["val"], splits["test"], i=i, j=j, options=cfg.options(),
         targets_dir=run.out_dir if cfg.targets_on_disk else None, progress=progress,
         plot_path=run.artefact("train.png"),
     )
