@@ -32,7 +32,6 @@ import argparse
 import copy
 import json
 import logging
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -65,7 +64,8 @@ from bridges.select import select_positions
 from bridges.train import train_bridge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when this file is imported by path
-from _label_free_selection import CHOICES, plot_regret, report_lines, selection_record, summarise  # noqa: E402
+from _label_free_selection import CHOICES, plot_regret, selection_record, summarise  # noqa: E402
+from _transfer_report import report, write_report  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 T0 = time.perf_counter()
@@ -135,6 +135,11 @@ class Settings:
     section: str | None
     select_by: str = DEFAULT_SELECT_BY
     selection_seeds: int = 0
+
+    @property
+    def scenarios(self) -> set[str]:
+        """The scenarios the chosen directions need."""
+        return {d[1] for d in DIRECTIONS if d[0] in self.directions}
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Settings, argparse.Namespace]:
@@ -289,17 +294,16 @@ def chance_f1(labels: np.ndarray, n_classes: int, seed: int) -> float:
 
 def make_data(s: Settings) -> dict[str, PairedWindows]:
     out = {}
-    scenarios = {d[1] for d in DIRECTIONS if d[0] in s.directions}
-    if "stress" in scenarios:
+    if "stress" in s.scenarios:
         stage(f"data: stress, {s.n_subjects} subjects × {s.duration_stress_s:.0f} s, {s.window_stress_s:.0f}-s windows")
         out["stress"] = simulated_paired("stress", "ecg", "ppg", s.n_subjects, s.duration_stress_s, seed=s.seed,
                                          window_s=s.window_stress_s, step_s=s.step_stress_s, progress=False)
-    if "sleep" in scenarios:
+    if "sleep" in s.scenarios:
         stage(f"data: sleep, {s.n_subjects} subjects × {s.duration_sleep_s:.0f} s, {s.window_sleep_s:.0f}-s windows")
         out["sleep"] = simulated_paired("sleep", "eeg", "ecg", s.n_subjects, s.duration_sleep_s, seed=s.seed + 1000,
                                         window_s=s.window_sleep_s, step_s=s.window_sleep_s, classes=2,
                                         devices={"eeg": "isruc_psg"}, progress=False)
-    if "gait" in scenarios:
+    if "gait" in s.scenarios:
         stage(f"data: gait, {s.n_subjects} subjects × {s.duration_gait_s:.0f} s, 3-s windows every {s.step_gait_s:g} s")
         out["gait"] = simulated_paired("gait", "eeg", "emg", s.n_subjects, s.duration_gait_s, seed=s.seed + 2000,
                                        step_s=s.step_gait_s, progress=False)
@@ -501,175 +505,6 @@ def save_figure(figure: Figure, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp.png")
     figure.savefig(tmp, dpi=110, format="png")
     tmp.replace(path)
-
-
-# ---------------------------------------------------------------------------------------------------- report
-
-
-def _scenarios(s: Settings) -> set[str]:
-    return {d[1] for d in DIRECTIONS if d[0] in s.directions}
-
-
-def _data_text(s: Settings) -> str:
-    scenarios, text = _scenarios(s), ""
-    if "stress" in scenarios:
-        text += (f" Stress (baseline/stress/amusement): {s.duration_stress_s:.0f} s per subject, "
-                 f"**{s.window_stress_s:.0f}-s windows** (step {s.step_stress_s:.0f} s; the paper uses 60 s — shorter "
-                 "for time).")
-    if "sleep" in scenarios:
-        text += (" Sleep (wake/sleep, EEG montage `isruc_psg`, 6 channels): "
-                 f"{s.duration_sleep_s:.0f} s per subject, {s.window_sleep_s:.0f}-s epochs (as the paper).")
-    if "gait" in scenarios:
-        text += (f" Gait (walking/freezing; EEG F3, C3, O1, F4, C4, O2 and 3 leg EMG channels of the `fog_rig`): "
-                 f"{s.duration_gait_s:.0f} s per subject, 3-s windows as FOG, **every {s.step_gait_s:g} s** (FOG steps "
-                 "0.3 s — sparser for time), a window kept when one state covers ≥ 80 % of it; EEG at 200 Hz, EMG at "
-                 "130 Hz.")
-    return text
-
-
-def _fm_text(s: Settings) -> str:
-    scenarios, parts = _scenarios(s), []
-    if scenarios & {"stress", "sleep"}:
-        parts.append(f"HuBERT-ECG architecture hidden {s.hubert_hidden}, {s.hubert_layers} layers, 4 heads, conv "
-                     f"{s.hubert_hidden}×5")
-    if "stress" in scenarios:
-        parts.append(f"PaPaGei architecture {s.papagei_filters} base filters, {s.papagei_blocks} blocks (larger than "
-                     "`PapageiConfig.small()`, whose 1.6 k parameters leave no room for a bridge at ≤ 12 % of "
-                     "distillation's size)")
-    if scenarios & {"sleep", "gait"}:
-        parts.append(f"LaBraM `LabramConfig.small()` width (100, 4 heads) with depth {s.labram_depth}")
-    if "gait" in scenarios:
-        parts.append(f"NormWear architecture (CWT front end, 560 tokens per channel: 1,680 for 3 EMG channels) width "
-                     f"{s.normwear_dim}, 4 heads, {s.normwear_depth} layers with cross-channel fusion after even ones")
-    return " " + "; ".join(parts) + "."
-
-
-def write_report(path: Path, text: str, section: str | None) -> None:
-    """Write ``text`` as the whole of ``path`` or, with ``section``, as its block of that name (replaced/added)."""
-    if section is None:
-        path.write_text(text)
-        return
-    start, end = f"<!-- section {section} -->", f"<!-- /section {section} -->"
-    block = f"{start}\n{text.rstrip()}\n{end}\n"
-    old = path.read_text() if path.exists() else ""
-    if start in old and end in old:
-        head, rest = old.split(start, 1)
-        new = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + block if old else block
-    path.write_text(new)
-
-
-SELECT_BY_TEXT = {"labels": "validation macro-F1 on true labels, as the paper",
-                  "loss": "the training loss on the validation pairs, no labels",
-                  "agreement": "macro-F1 against the old model's pseudo-labels on the validation pairs, no labels"}
-
-
-def report(results: list[dict[str, Any]], grid: dict[str, Any] | None, pretrain: dict[str, Any], s: Settings,
-           argv: list[str], wall_s: float, selection: dict[str, Any] | None = None) -> str:
-    lines = [
-        "# Transfer experiments (issue 3 acceptance): BioX-Bridge vs distillation on simulated paired data"
-        if s.section is None else f"# Transfer experiments, {', '.join(s.directions)}: BioX-Bridge vs distillation",
-        "",
-        "Generated by `bench/transfer_experiments.py`; every number below comes from one run of:", "",
-        f"    python bench/transfer_experiments.py {' '.join(argv)}".rstrip(), "",
-        f"Wall time {wall_s / 60:.1f} min on {torch.get_num_threads()} CPU thread(s) ({platform.processor() or 'CPU'}),"
-        f" torch {torch.__version__}.", "",
-        "## Set-up", "",
-        f"- Data: `simulated_paired`, {s.n_subjects} simulated subjects per scenario, subject-wise split "
-        "train / val / pair / test (5/2/5/3 for 15 subjects)." + _data_text(s),
-        "- FMs (random init, then pretrained):" + _fm_text(s),
-        f"- Pretraining: SimCLR NT-Xent (`bridges.pretrain.pretrain_contrastive`), {s.pretrain_epochs} epochs, "
-        f"lr {s.pretrain_lr:g}, batch 32, temperature 0.1, on at most {s.pretrain_max_windows} unlabeled windows "
-        "(random subset) of the train + pair subjects of each modality (views: time shift ±20 % crop-and-pad, "
-        "amplitude x[0.7, 1.3], Gaussian noise up to 0.2 SD, "
-        "one masked segment up to 20 %).",
-        f"- Head: linear probe on the old FM's pooled last layer "
-        f"({'FM unfrozen' if s.unfreeze_head else 'FM frozen'}), "
-        f"{s.head_epochs} epochs, class-weighted, best by validation.",
-        f"- Bridge: `select_positions` (5-fold F1 + flattened linear CKA), then `train_bridge` init {s.init}, loss "
-        f"{s.loss} at the old FM's last layer, Adam lr {s.bridge_lr:g}, batch {s.batch_size}, {s.epochs} epochs; rank "
-        f"r = {s.rank} and P = {s.prototypes} prototypes, halved (P first, then r) until the bridge is ≤ "
-        f"{s.param_budget:.0%} of distillation's trainable parameters.",
-        f"- Distillation: new FM (all parameters on the feature path, unfrozen) + linear head on the old model's soft "
-        f"predictions (T = 2), same pair set, batch and epochs ({s.epochs}), Adam lr {s.distill_lr:g}.",
-        f"- Both: epoch kept by `select_by = \"{s.select_by}\"` ({SELECT_BY_TEXT[s.select_by]}); metrics below "
-        "are on the test "
-        "subjects' new-modality windows, through the whole deployed pipeline (`bridges.metrics.evaluate`). "
-        "Normalisation per window (z-score inside the model), as at run time.", "",
-        "## Results (test split)", "",
-        "| direction | method | acc | bal. acc | kappa | macro-F1 | weighted-F1 | trainable params | s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        for method in ("bridge", "distill"):
-            m = r[f"{method}_test"]
-            label = "BioX-Bridge" if method == "bridge" else "distillation"
-            lines.append(
-                f"| {r['direction']} | {label} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | "
-                f"{m['cohen_kappa']:.3f} | {m['f1_macro']:.3f} | {m['f1_weighted']:.3f} | "
-                f"{r[method]['n_trainable']:,} | {r[method]['seconds_per_epoch']:.2f} |"
-            )
-    lines += [
-        "", "## Against the targets", "",
-        "| direction | (i, j) | r, P | params ratio (≤ 12 %) | F1 bridge − distill (≥ −0.05) | chance macro-F1 | "
-        "old model on old modality (test macro-F1) | pass |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        ratio = r["bridge"]["n_trainable"] / r["distill"]["n_trainable"]
-        gap = r["bridge_test"]["f1_macro"] - r["distill_test"]["f1_macro"]
-        chance = r["chance_f1_macro"]
-        ok = ratio <= 0.12 and gap >= -0.05 and r["bridge_test"]["f1_macro"] >= chance + 0.15
-        r["pass"] = bool(ok)
-        lines.append(
-            f"| {r['direction']} | ({r['selection']['i']}, {r['selection']['j']}) | {r['bridge']['rank']}, "
-            f"{r['bridge']['n_prototypes']} | {ratio:.1%} | {gap:+.3f} | {chance:.3f} | "
-            f"{r['teacher_test']['f1_macro']:.3f} | {'yes' if ok else 'NO'} |"
-        )
-    lines += ["", "\"Well above chance\" is read as at least 0.15 macro-F1 above uniform random guessing.", ""]
-    if grid is not None:
-        val, test = np.asarray(grid["val_f1"]), np.asarray(grid["test_f1"])
-        lines += [
-            f"## Position selection against the exhaustive grid ({grid['direction']})", "",
-            f"Every new-FM layer i × every old-FM position j ({grid['n_cells']} cells), each bridge trained "
-            f"{grid['epochs']} epochs with the same r = {grid['rank']}, P = {grid['prototypes']} and lr, "
-            f"{grid['seeds']} seed(s) per cell; cell = validation / test macro-F1 (bridge kept by validation), "
-            "averaged over seeds"
-            + (f" (mean SD between seeds {grid['val_seed_sd']:.3f})" if grid["val_seed_sd"] is not None else "")
-            + ". Selected (i, j) = "
-            f"**({grid['i']}, {grid['j']})**: rank **{grid['rank_by_val']}** of {grid['n_cells']} by validation, "
-            f"**{grid['rank_by_test']}** by test (target: top 3). Heat map: `figures/transfer_grid.png`.", "",
-            "| i \\ j | " + " | ".join(str(j) for j in range(val.shape[1])) + " |",
-            "|---" * (val.shape[1] + 1) + "|",
-        ]
-        for i in range(val.shape[0]):
-            cells = []
-            for j in range(val.shape[1]):
-                text = f"{val[i, j]:.3f} / {test[i, j]:.3f}"
-                cells.append(f"**{text}**" if (i, j) == (grid["i"], grid["j"]) else text)
-            lines.append(f"| {i} | " + " | ".join(cells) + " |")
-        lines.append("")
-    if selection is not None:
-        lines += report_lines(selection, epochs=s.epochs, main_seed=s.seed)
-    lines += ["## Pretraining", "", "| FM | windows | NT-Xent first → last epoch | seconds |", "|---|---|---|---|"]
-    for name, r in pretrain.items():
-        lines.append(f"| {name} ({r['fm']}) | {r['n_windows']} | {r['loss'][0]:.3f} → {r['loss'][-1]:.3f} | "
-                     f"{r['seconds']:.0f} |")
-    lines += ["", "## Selection curves and heads", "",
-              "| direction | head val macro-F1 | stage-1 F1 per new layer | stage-2 CKA per old position |",
-              "|---|---|---|---|"]
-    for r in results:
-        sel = r["selection"]
-        lines.append(f"| {r['direction']} | {r['head']['val_metrics']['f1_macro']:.3f} | "
-                     f"{', '.join(f'{v:.2f}' for v in sel['f1_per_layer'])} | "
-                     f"{', '.join(f'{v:.2f}' for v in sel['cka_per_layer'])} |")
-    suffix = "_" + s.section if s.section else ""
-    lines += ["", "Figures: `figures/transfer_<direction>_{selection,bridge_curve,bridge_confusion,distill_curve}.png`"
-              f", `figures/transfer_pretraining{suffix}.png`"
-              + (", `figures/transfer_grid.png`" if grid is not None else "")
-              + (f", `figures/transfer_selection{suffix}.png`" if selection is not None else "") + ".", ""]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
