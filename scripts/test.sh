@@ -8,4 +8,4 @@ export QT_QPA_PLATFORM=offscreen
 "$venv/bin/ruff" check .
 # Parallel workers: most tests wait on real-time LSL streams, so three share two cores well (each worker starts
 # its own local Ray). BIOSTREAM_TEST_WORKERS=0 runs the suite in one process.
-"$venv/bin/python" -m pytest -ra -n "${BIOSTREAM_TEST_WORKERS:-3}" --dist loadgroup "$@"
+"$venv/bin/python" -m pytest -ra --durations=15 -n "${BIOSTREAM_TEST_WORKERS:-3}" --dist loadgroup "$@"
