@@ -1,4 +1,5 @@
-"""Replay over real LSL: an XDF written by our writer comes back with exact values and timing; EDF replays."""
+"""Replay over real LSL: an XDF written by our writer comes back with exact values and timing; EDF and FOG task
+files replay."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pyedflib
 import pylsl
 import pytest
+from _fog_files import fog_table, write_fog_task
 
 from devices.errors import RecordingFormatError
 from devices.formats import read_recording, write_xdf
@@ -134,6 +136,32 @@ def test_pyedflib_bundled_edf_replays(unique_id):
     assert n >= 0.8 * stream.nominal_srate  # about one second of it arrived
     np.testing.assert_allclose(np.asarray(values), stream.data[:n].astype(np.float32), rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(np.diff(stamps), 1.0 / stream.nominal_srate, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_fog_task_file_replays_eeg_emg_and_labels(tmp_path, unique_id):
+    labels = np.array([0] * 250 + [1] * 350)  # 1.2 s at 500 Hz: walking, then freezing
+    path = write_fog_task(tmp_path / "Filtered Data" / "003" / "task_1.txt", fog_table(labels, seed=5))
+    recording = read_recording(path, format="fog")
+    suffix = f"-{unique_id}"
+    with RecordingReplay(recording, name_suffix=suffix) as replay:
+        inlets = _open_inlets([s.name + suffix for s in recording.streams])
+        runner = threading.Thread(target=replay.run, kwargs={"linger_s": 0.3})
+        runner.start()
+        received = _drain(inlets, runner)
+        runner.join()
+    for kind, n_channels in (("EEG", 6), ("EMG", 3)):
+        stream = recording.stream(kind)
+        values, stamps = received[stream.name + suffix]
+        data = np.asarray(values, dtype=stream.data.dtype)
+        assert data.shape == (600, n_channels)
+        np.testing.assert_array_equal(data, stream.data)
+        np.testing.assert_allclose(np.diff(stamps), 1 / 500.0, atol=1e-6)
+    markers = recording.stream("Markers")
+    values, stamps = received[markers.name + suffix]
+    assert [v[0] for v in values] == ["walking", "freezing"]
+    eeg_stamps = received[recording.stream("EEG").name + suffix][1]
+    assert stamps[1] - eeg_stamps[0] == pytest.approx(250 / 500.0, abs=0.005)
 
 
 def test_replay_refuses_empty_recording_and_bad_start():
