@@ -3,9 +3,9 @@
 Recipe (config: ``bridges/recipes/demo.toml``): simulated paired stress sessions (24 subjects, ECG chest strap +
 PPG wristband; subject-wise train / val / pair / test splits) →
 
-1. **PPG foundation model without labels**: a small PaPaGei-architecture ResNet pretrained on the unlabeled PPG
-   windows of the train and pair subjects with a contrastive objective (SimCLR's NT-Xent over augmented views;
-   see :mod:`bridges.pretrain`);
+1. **PPG foundation model without labels** (``pretrain``): a small PaPaGei-architecture ResNet pretrained on the
+   unlabeled PPG windows of the train and pair subjects with a contrastive objective (SimCLR's NT-Xent over
+   augmented views; see :mod:`bridges.pretrain`); the later steps load it from the run folder;
 2. **ECG model with labels**: a small HuBERT-ECG-architecture encoder and a linear head trained on the labeled
    ECG windows of the train subjects (``fit-head``, encoder unfrozen), selected on validation;
 3. ``select`` → ``train`` (the bridge, both FMs frozen) → ``evaluate`` → ``distill`` (the baseline) → ``export``.
@@ -23,19 +23,23 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bridges.bundle import demo_bundle_path
-from bridges.fm.registry import save_fm_state
-from bridges.pretrain import pretrain_contrastive
-from bridges.steps import distill_step, evaluate_step, export_step, fit_head_step, select_step, train_step
+from bridges.steps import (
+    distill_step,
+    evaluate_step,
+    export_step,
+    fit_head_step,
+    pretrain_step,
+    select_step,
+    train_step,
+)
 from bridges.workflow import TransferRun, write_json
 
 logger = logging.getLogger(__name__)
 
 CONFIG = Path(__file__).with_name("demo.toml")
-PRETRAIN = {"epochs": 8, "lr": 1e-3, "batch_size": 64}
 
 
 def build_demo(out_dir: Path, bundle_path: Path, *, progress: bool = True) -> dict:
@@ -53,16 +57,8 @@ def build_demo(out_dir: Path, bundle_path: Path, *, progress: bool = True) -> di
         print(f"[demo] {name} done in {timings[name]:.1f} s", flush=True)
         return result
 
-    splits = stage("data", lambda: run.splits)
-    new_fm, new_preprocess = run.build_fm_and_preprocess("new")
-    unlabeled = np.concatenate([splits["train"].new, splits["pair"].new])
-    pretrained = stage(
-        "pretrain PPG FM (contrastive, no labels)", pretrain_contrastive, new_fm, new_preprocess, unlabeled,
-        random_state=run.section("new_fm").seed, progress=progress, **PRETRAIN,
-    )
-    checkpoint = save_fm_state(new_fm, run.artefact("ppg_fm_pretrained.safetensors"))
-    # Later steps rebuild the PPG FM from the pretrained weights (and the data from the run's cache).
-    run = TransferRun(CONFIG, {"output": {"dir": str(out_dir.resolve())}, "new_fm": {"checkpoint": str(checkpoint)}})
+    stage("data", lambda: run.splits)
+    pretrained = stage("pretrain PPG FM (contrastive, no labels)", pretrain_step, run, progress=progress)["new"]
     head = stage("fit-head (ECG, labeled)", fit_head_step, run, progress=progress)
     selection = stage("select", select_step, run)
     trained = stage("train bridge", train_step, run, progress=progress)
@@ -72,7 +68,7 @@ def build_demo(out_dir: Path, bundle_path: Path, *, progress: bool = True) -> di
     summary = {
         "bundle": bundle,
         "bundle_bytes": Path(bundle["path"]).stat().st_size,
-        "pretrain_loss_first_last": [pretrained.loss[0], pretrained.loss[-1]],
+        "pretrain_loss_first_last": [pretrained["loss"][0], pretrained["loss"][-1]],
         "old_test_f1_macro": head["old_test_metrics"]["f1_macro"],
         "i": selection["i"], "j": selection["j"],
         "bridge_test": evaluated["test_metrics"],
