@@ -265,9 +265,12 @@ def test_the_manifest_records_the_scaling_and_reads_older_manifests():
     assert data["provenance"]["old_fm"]["input_scaling"] == "zscore"
     assert Manifest.from_dict(data) == manifest and manifest.input.scaling == "minmax_pm1"
     # Written before the key: it is left out of the JSON and read from the steps (a zscore step is z-score).
-    demo = read_bundle("demo").manifest
-    assert "input_scaling" not in demo.to_dict()["input"] and demo.input.input_scaling is None
-    assert demo.input.scaling == "zscore"
+    shipped = read_bundle("demo").manifest.to_dict()
+    assert shipped["input"]["input_scaling"] == "zscore"  # the shipped bundle records it
+    del shipped["input"]["input_scaling"]
+    older = Manifest.from_dict(shipped)
+    assert older.input.input_scaling is None and "input_scaling" not in older.to_dict()["input"]
+    assert older.input.scaling == "zscore"
     old_eeg = _manifest([{"op": "remove_mean"}, {"op": "scale", "factor": 0.01}])
     assert old_eeg.input.scaling == "uv_over_100"
     assert _manifest([]).input.scaling is None
