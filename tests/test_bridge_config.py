@@ -250,15 +250,15 @@ def test_a_recipe_whose_checkpoints_are_not_filled_in_says_which_key_to_set(tmp_
 def test_manifest_fm_weights_are_optional_and_shown(tmp_path):
     demo = read_bundle("demo")
     shipped = "\n".join(bundle_summary(demo))  # the shipped bundle: a fine-tuned teacher, a pretrained PPG encoder
+    old_dict = demo.manifest.to_dict()
     for side in ("old_fm", "new_fm"):
-        sha = demo.manifest.to_dict()["provenance"][side]["weights_sha256"]
+        sha = old_dict["provenance"][side]["weights_sha256"]
         assert len(sha) == 64 and f"weights sha256 {sha}" in shipped
     assert "hubert_ecg-small (random init, then fine-tuned)" in shipped and "then pretrained without labels" in shipped
 
-    old_dict = demo.manifest.to_dict()  # a bundle from before the keys existed still reads, and shows no hash
-    for side in ("old_fm", "new_fm"):
+    for side in ("old_fm", "new_fm"):  # a bundle from before the keys existed still reads, and shows no hash
         for key in ("weights_sha256", "fine_tuned", "pretrained"):
-            old_dict["provenance"][side].pop(key, None)
+            old_dict["provenance"][side].pop(key)
     older = Manifest.from_dict(old_dict)
     lines = bundle_summary(replace(demo, manifest=older))
     assert any(line.startswith("old FM:") for line in lines) and not any("weights sha256" in line for line in lines)
