@@ -183,6 +183,58 @@ def test_pyxdf_alone_reads_a_file_cut_inside_a_samples_chunk(tmp_path, sample_st
                     np.testing.assert_array_equal(streams[key]["time_series"][:complete], data[:complete])
 
 
+# Run in a child process: a file-size limit (RLIMIT_FSIZE, as a quota or a full disk would) makes one Samples
+# chunk fail part-way, at a different byte for each file; then the limit is lifted and the same samples are
+# written again.
+_WRITE_PAST_A_LIMIT = """
+import errno, json, os, resource, sys
+import numpy as np
+from devices.formats import XdfWriter
+
+folder, cuts = sys.argv[1], json.loads(sys.argv[2])
+data = np.arange(128, dtype=np.float32).reshape(64, 2)
+stamps = np.arange(64) / 64.0
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+failures = []
+for k, room in enumerate(cuts):
+    w = XdfWriter(os.path.join(folder, f"cut{k}.xdf"), boundary_interval_s=None, boundary_interval_bytes=None)
+    sid = w.add_stream("ppg", "PPG", ["a", "b"], 64.0)
+    w.write_samples(sid, data[:16], stamps[:16])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(w.path) + room, hard))
+    try:
+        w.write_samples(sid, data[16:], stamps[16:])
+        failures.append(None)
+    except OSError as err:
+        failures.append(errno.errorcode[err.errno])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    w.write_samples(sid, data[16:], stamps[16:])
+    w.close()
+print(json.dumps(failures))
+"""
+
+
+def test_a_write_that_fails_part_way_is_cut_back_and_the_file_goes_on(tmp_path):
+    """A failed write leaves no partial chunk: pyxdf and our reader open the file, and later writes land whole."""
+    import json
+    import subprocess
+    import sys
+
+    cuts = [0, 1, 2, 3, 4, 5, 8, 9, 17, 100, 500, 800]  # bytes of room left inside a ~830-byte Samples chunk
+    done = subprocess.run([sys.executable, "-c", _WRITE_PAST_A_LIMIT, str(tmp_path), json.dumps(cuts)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["EFBIG"] * len(cuts)
+    data = np.arange(128, dtype=np.float32).reshape(64, 2)
+    for k in range(len(cuts)):
+        path = tmp_path / f"cut{k}.xdf"
+        rec = read_xdf(path, synchronize_clocks=False)
+        assert not rec.info.get("truncated", False) and "damage" not in rec.info, cuts[k]
+        np.testing.assert_array_equal(rec.stream("ppg").data, data)
+        streams, _ = _load(path)
+        np.testing.assert_array_equal(streams["ppg"]["time_series"], data)
+        np.testing.assert_array_equal(streams["ppg"]["time_stamps"], np.arange(64) / 64.0)
+
+
 def test_file_left_by_a_killed_process_is_readable(tmp_path, sample_streams):
     """The file is readable while the writer is still open (no footer yet), as after a crash."""
     path = tmp_path / "open.xdf"

@@ -193,7 +193,7 @@ class SessionRecorder:
                 recorded.reader.close()
             if self._writer is not None:
                 try:
-                    self._writer.close()  # after a failed write this only releases the file
+                    self._writer.close()  # after a failed write: the footers if they still fit, else only the release
                 except OSError as err:
                     self._fail(err)
         return self.status()

@@ -1,7 +1,8 @@
 """An append-only XDF writer: what a session recorder uses to store LSL streams as they arrive.
 
-Every chunk is written whole and flushed at once, so a process killed mid-session leaves a file that
-``pyxdf`` and :func:`devices.formats.read_xdf` read up to the last flushed chunk. Every sample carries its
+Every chunk goes to the file at once (no buffer), so a process killed mid-session leaves a file that ``pyxdf``
+and :func:`devices.formats.read_xdf` read up to the last whole chunk; a write that fails part-way (full disk,
+file-size limit) is cut back to the last whole chunk. Every sample carries its
 timestamp explicitly (8-byte double), so timestamps read back exactly as they were written. ``write_samples``
 may be called from several threads (one per inlet): chunks are serialised by a lock.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import os
 import socket
 import struct
 import threading
@@ -101,19 +103,19 @@ class XdfWriter:
         self._lock = threading.Lock()
         self._streams: dict[int, _StreamState] = {}
         self._closed = False
+        self._size = 0  # bytes in the file, always at the end of a whole chunk
         try:
-            self._file = open(self._path, "wb")  # noqa: SIM115 - closed in close()
+            self._file = open(self._path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
         except OSError as err:
             raise BadInputError(f"cannot create XDF file '{self._path}': {err.strerror}") from None
         now = _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat()
         xml = spec.info_xml({"version": "1.0", "datetime": now, **fields})
         try:
-            self._file.write(spec.MAGIC)
+            self._append(spec.MAGIC)
             self._write_chunk(spec.TAG_FILE_HEADER, xml.encode("utf-8"))
         except OSError as err:  # e.g. a full disk: nothing useful was written
             self._closed = True
-            with contextlib.suppress(OSError):  # closing flushes the same bytes again; the descriptor is closed
-                self._file.close()
+            self._file.close()
             raise BadInputError(f"cannot write XDF file '{self._path}': {err.strerror or err}") from None
 
     @property
@@ -205,13 +207,13 @@ class XdfWriter:
         dtype = None if channel_format == "string" else np.dtype(spec.VALUE_DTYPES[channel_format])
         with self._lock:
             stream_id = len(self._streams) + 1
-            self._streams[stream_id] = _StreamState(str(name), channel_format, n, dtype)
             self._write_chunk(spec.TAG_STREAM_HEADER, struct.pack("<I", stream_id) + xml.encode("utf-8"))
+            self._streams[stream_id] = _StreamState(str(name), channel_format, n, dtype)
         logger.debug("XDF '%s': stream %d '%s' (%d ch, %s Hz)", self._path, stream_id, name, n, srate)
         return stream_id
 
     def write_samples(self, stream_id: int, data: Any, timestamps: Any) -> None:
-        """Append samples to a stream as one Samples chunk (flushed before returning).
+        """Append samples to a stream as one Samples chunk (in the file before returning).
 
         Parameters
         ----------
@@ -303,12 +305,26 @@ class XdfWriter:
         self.close()
 
     def _write_chunk(self, tag: int, content: bytes) -> None:
-        # Callers hold the lock (or are the constructor): one write per chunk, then flush, so a killed process
-        # leaves at most one partial chunk at the end of the file.
+        # Callers hold the lock (or are the constructor).
         chunk = spec.encode_chunk(tag, content)
-        self._file.write(chunk)
-        self._file.flush()
+        self._append(chunk)
         self._bytes_since_boundary = 0 if tag == spec.TAG_BOUNDARY else self._bytes_since_boundary + len(chunk)
+
+    def _append(self, data: bytes) -> None:
+        # Straight to the file, unbuffered: a killed process leaves at most one partial chunk at the end. A write
+        # that fails part-way (a full disk, a file-size limit) is cut back to the previous chunk's end, so the
+        # file stays readable by every reader (pyxdf fails on some partial chunks) and nothing is left in a
+        # buffer to be written after the cut.
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self._file.write(view):]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._file.fileno(), self._size)
+                self._file.seek(self._size)
+            raise
+        self._size += len(data)
 
     def _state(self, stream_id: int) -> _StreamState:
         try:
