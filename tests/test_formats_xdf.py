@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -215,10 +218,6 @@ print(json.dumps(failures))
 
 def test_a_write_that_fails_part_way_is_cut_back_and_the_file_goes_on(tmp_path):
     """A failed write leaves no partial chunk: pyxdf and our reader open the file, and later writes land whole."""
-    import json
-    import subprocess
-    import sys
-
     cuts = [0, 1, 2, 3, 4, 5, 8, 9, 17, 100, 500, 800]  # bytes of room left inside a ~830-byte Samples chunk
     done = subprocess.run([sys.executable, "-c", _WRITE_PAST_A_LIMIT, str(tmp_path), json.dumps(cuts)],
                           capture_output=True, text=True, timeout=120)

@@ -2,9 +2,9 @@
 
 Every chunk goes to the file at once (no buffer), so a process killed mid-session leaves a file that ``pyxdf``
 and :func:`devices.formats.read_xdf` read up to the last whole chunk; a write that fails part-way (full disk,
-file-size limit) is cut back to the last whole chunk. Every sample carries its
-timestamp explicitly (8-byte double), so timestamps read back exactly as they were written. ``write_samples``
-may be called from several threads (one per inlet): chunks are serialised by a lock.
+file-size limit) is cut back to the last whole chunk. Every sample carries its timestamp explicitly (8-byte
+double), so timestamps read back exactly as they were written. ``write_samples`` may be called from several
+threads (one per inlet): chunks are serialised by a lock.
 
 The layout follows the XDF 1.0 specification (see :mod:`devices.formats._xdf_spec`); stream headers carry the
 LSL ``<info>`` fields and ``desc/channels/channel/{label,unit,type}``, footers carry the first/last timestamp,
