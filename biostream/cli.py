@@ -190,11 +190,12 @@ def replay(
             rate = f"{s.nominal_srate:g} Hz" if s.is_regular else "irregular"
             name = s.name + name_suffix
             click.echo(f"  {name:<30} {s.type:<10} {s.n_channels:>3} ch  {rate:<10} {s.n_samples} samples")
-        bar = tqdm(total=round(player.pass_span_s, 1), unit="s", desc="replay", file=sys.stderr, mininterval=0.5)
+        # Into a log file (not a terminal) a line every 30 s, not a carriage-return update every 0.1 s.
+        bar = tqdm(total=round(player.pass_span_s, 1), unit="s", desc="replay", file=sys.stderr,
+                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
 
         def progress(position_s: float, span_s: float) -> None:
-            bar.n = round(position_s, 1)
-            bar.refresh()
+            bar.update(round(position_s, 1) - bar.n)  # update(), not refresh(): it keeps to mininterval
 
         try:
             replayed = player.run(duration_s=duration_s, on_progress=progress)

@@ -258,7 +258,7 @@ def test_an_impostor_with_the_name_and_source_id_of_a_monitored_stream_is_never_
         reader.close()
 
 
-def test_a_recovering_reader_takes_only_the_same_outlet_or_one_from_the_same_host():
+def test_a_recovering_reader_takes_only_the_same_outlet_or_a_like_one_from_the_same_host():
     def d(uid, host, name="s"):
         return StreamDescription(name, "ECG", 1, 100.0, "float32", "sid", host, uid)
 
@@ -266,6 +266,10 @@ def test_a_recovering_reader_takes_only_the_same_outlet_or_one_from_the_same_hos
     assert pick_successor(lost, [d("u2", "attacker"), d("u1", "lab-pc")]) == 1  # the very outlet, back
     assert pick_successor(lost, [d("u1", "lab-pc"), d("u3", "lab-pc")]) == 1  # recreated (the lost one lingers)
     assert pick_successor(lost, [d("u2", "attacker"), d("u4", "other-pc")]) is None  # never another machine's
+    # another stream of the same machine sharing the source id (pylsl's examples all use one) is not it either
+    other = StreamDescription("BioSemi", "EEG", 8, 100.0, "float32", "sid", "lab-pc", "u5")
+    assert pick_successor(lost, [other, d("u6", "lab-pc", name="s2")]) is None
+    assert pick_successor(lost, [other, d("u1", "lab-pc")]) == 1
 
 
 def test_an_impostor_of_our_prediction_stream_is_not_recorded_as_ours(unique_id, tmp_path):

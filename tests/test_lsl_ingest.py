@@ -398,3 +398,32 @@ def test_pull_never_blocks_while_reattaching(unique_id):
     reader.close()
     assert reader.stats.n_reconnects == 1
     assert longest < 0.05, f"a pull took {longest * 1e3:.0f} ms while the stream was being reopened"
+
+
+def test_a_stream_sharing_its_source_id_with_another_is_picked_and_recovered_as_itself(unique_id):
+    """pylsl's example outlets all use source id 'myuid34234': the PPG one among them is the monitor's default pick,
+    and when it is recreated the reader waits for it, not taking the EEG one beside it for it."""
+    from biostream.runtime.headless import default_streams
+
+    rate, sid = 64.0, f"myuid-{unique_id}"
+    ppg = _outlet(f"wrist-{unique_id}", n_channels=1, sfreq_hz=rate, source_id=sid, lsl_type="PPG")
+    eeg = _outlet(f"biosemi-{unique_id}", n_channels=8, sfreq_hz=100.0, source_id=sid, lsl_type="EEG")
+    (picked,) = [d for d in default_streams("ppg") if d.source_id == sid]
+    assert picked.name == f"wrist-{unique_id}"
+    reader = StreamReader(picked, require_regular=True).connect(3.0)
+    assert ppg.wait_for_consumers(2.0)
+    with _RealTimePusher(ppg, rate) as pusher:
+        _pull_for(reader, 0.5)
+        pusher.outlet = None
+        del ppg
+        _, events = _pull_for(reader, 1.5, until=lambda ev: any(isinstance(e, DisconnectEvent) for e in ev))
+        assert reader.state is ReaderState.RECONNECTING
+        _pull_for(reader, 1.0)  # the EEG outlet with the same source id stays in view all along
+        assert reader.state is ReaderState.RECONNECTING
+        pusher.outlet = _outlet(f"wrist-{unique_id}", n_channels=1, sfreq_hz=rate, source_id=sid, lsl_type="PPG")
+        _, events = _pull_for(reader, 3.0, until=lambda ev: any(isinstance(e, ReconnectEvent) for e in ev))
+        assert any(isinstance(e, ReconnectEvent) for e in events) and reader.state is ReaderState.CONNECTED
+        after, _ = _pull_for(reader, 0.5)
+    reader.close()
+    assert after and all(c.data.shape[1] == 1 for c in after)
+    del eeg

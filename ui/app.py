@@ -15,7 +15,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from biostream.runtime.demo import DEMO_DWELL_SCALE, DEMO_HOP_S, DEMO_SEED
-from biostream.runtime.headless import default_selectors
+from biostream.runtime.headless import default_streams
 from biostream.runtime.session import MonitorSession
 from bridges.bundle import demo_bundle_path, read_bundle
 from ui.controller import SessionController
@@ -93,7 +93,7 @@ def run_monitor_window(
     window's status area.
     """
     read = read_bundle(bundle)
-    chosen = list(selectors) or default_selectors(read.manifest.input.modality)
+    chosen = list(selectors) or default_streams(read.manifest.input.modality)
     app = application()
     session = MonitorSession(ray_address=ray_address, device=device, display_s=300.0)
     window = MainWindow(SessionController(session))

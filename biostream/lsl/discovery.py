@@ -375,15 +375,18 @@ def resolve_description(description: StreamDescription, timeout_s: float = 5.0) 
 def pick_successor(old: StreamDescription, candidates: Sequence[StreamDescription]) -> int | None:
     """Index of the candidate that may stand in for ``old`` (its outlet lost or recreated), or None.
 
-    Only candidates from the same host: liblsl writes the host name of the machine an outlet runs on, so a stream
-    with the same source id published from another machine is not taken for the one that went away. Among them a
-    new outlet (another ``uid``) first, since a resolver may still list the lost one for a few seconds; else the
-    very outlet, back after a network drop. (An outlet on the same machine, or a program that speaks the LSL
-    protocol itself, can still claim the same identity: LSL is unauthenticated.)
+    Only candidates from the same host, with the same name and type: liblsl writes the host name of the machine an
+    outlet runs on, so a stream with the same source id published from another machine is not taken for the one
+    that went away; nor is another stream of the same machine that shares its source id (pylsl's example outlets
+    all use one), which would fail the layout check and end the recovery. Among them a new outlet (another
+    ``uid``) first, since a resolver may still list the lost one for a few seconds; else the very outlet, back
+    after a network drop. (An outlet on the same machine, or a program that speaks the LSL protocol itself, can
+    still claim the same identity: LSL is unauthenticated.)
     """
-    same_host = [k for k, c in enumerate(candidates) if c.hostname == old.hostname]
-    fresh = [k for k in same_host if candidates[k].uid != old.uid]
-    return (fresh or same_host or [None])[0]
+    alike = [k for k, c in enumerate(candidates)
+             if (c.hostname, c.name, c.type) == (old.hostname, old.name, old.type)]
+    fresh = [k for k in alike if candidates[k].uid != old.uid]
+    return (fresh or alike or [None])[0]
 
 
 def resolve_selector(selector: str | Mapping[str, str], timeout_s: float = 5.0) -> pylsl.StreamInfo:

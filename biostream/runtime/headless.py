@@ -37,8 +37,12 @@ from devices.errors import BadInputError
 logger = logging.getLogger(__name__)
 
 
-def default_selectors(modality: str, wait_s: float = 1.5) -> list[dict[str, str]]:
-    """Selectors for every visible stream whose type is the bundle's modality (by its aliases, any case)."""
+def default_streams(modality: str, wait_s: float = 1.5) -> list[StreamDescription]:
+    """Every visible stream whose type is the bundle's modality (by its aliases, any case).
+
+    The streams themselves, not selectors to resolve again: a selector by source id would be ambiguous where
+    several outlets share one (pylsl's example outlets all use ``myuid34234``).
+    """
     accepted = MODALITY_TYPES.get(modality.lower(), (modality.lower(),))
     found = [d for d in list_streams(wait_s=wait_s) if d.type.lower() in accepted and d.is_regular and not d.problems]
     if not found:
@@ -46,7 +50,7 @@ def default_selectors(modality: str, wait_s: float = 1.5) -> list[dict[str, str]
             f"no visible stream of type {'/'.join(t.upper() for t in accepted)} for this {modality.upper()} model; "
             "start one (e.g. `biostream simulate --scenario stress --modalities ecg,ppg`) or pass --stream KEY=VALUE"
         )
-    return [{"source_id": d.source_id} if d.source_id else {"name": d.name, "type": d.type} for d in found]
+    return found
 
 
 def format_prediction(p: Prediction, t0: float) -> str:
@@ -115,10 +119,10 @@ def run_monitor(
         raise BadInputError(f"cannot record to '{record_path}': its folder does not exist")
     if ray_address is not None:
         check_reachable(ray_address)
-    chosen = [
-        StreamDescription.from_info(resolve_selector(selector))
-        for selector in (list(selectors) or default_selectors(read.manifest.input.modality))
-    ]
+    chosen = (
+        [StreamDescription.from_info(resolve_selector(selector)) for selector in selectors]
+        or default_streams(read.manifest.input.modality)
+    )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     session = MonitorSession(ray_address=ray_address, record=record_path, device=device)
